@@ -1,0 +1,55 @@
+"""Backend names and how "auto" resolves (the rules are in API.md).
+
+``"reference"``: the plain oracle; ``"torch"``: the vectorized PyTorch path (CPU and CUDA);
+``"triton"``: fused kernels (CUDA; CPU only under ``TRITON_INTERPRET=1``); ``"auto"``: triton
+for CUDA tensors when it is importable and no double backward is needed, else torch.
+
+The default for ``backend="auto"`` can be overridden globally with :func:`set_default_backend`
+or the environment variable ``NPHMKIT_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import os
+
+BACKENDS = ("auto", "reference", "torch", "triton")
+_default: str | None = None
+
+
+def set_default_backend(name: str | None) -> None:
+    """Make ``backend="auto"`` mean ``name`` everywhere (``None`` restores the automatic rule)."""
+    global _default
+    if name is not None:
+        check_backend(name)
+    _default = name
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+def resolve_backend(name: str, *, is_cuda: bool, needs_double_backward: bool = False) -> str:
+    """Turn a requested backend into the one that runs: ``"reference" | "torch" | "triton"``."""
+    check_backend(name)
+    if name == "auto":
+        override = _default or os.environ.get("NPHMKIT_BACKEND") or "auto"
+        check_backend(override)
+        name = override
+    if name != "auto":
+        return name
+    if is_cuda and not needs_double_backward:
+        from nphmkit import _optional
+
+        if _optional.available("triton") and _triton_kernels_present():
+            return "triton"
+    return "torch"
+
+
+def _triton_kernels_present() -> bool:
+    try:
+        from nphmkit.kernels import available  # noqa: PLC0415
+    except ImportError:
+        return False
+    return bool(available())

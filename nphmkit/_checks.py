@@ -1,0 +1,42 @@
+"""Input checks at public boundaries: errors name the argument, the expected and the actual value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def check_tensor(
+    name: str,
+    value: object,
+    shape: Sequence[int | str | None],
+    *,
+    floating: bool = True,
+    finite: bool = False,
+) -> torch.Tensor:
+    """Check that ``value`` is a tensor of the given shape.
+
+    ``shape`` entries: an int (exact size), a string (a named size, only shown in messages) or
+    None (any size). Returns the tensor unchanged.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape {_fmt(shape)}, got {type(value).__name__}")
+    if value.dim() != len(shape) or any(
+        isinstance(s, int) and s != actual for s, actual in zip(shape, value.shape)
+    ):
+        raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {tuple(value.shape)}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    if finite and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return value
+
+
+def check_same(name: str, expected: object, actual: object, what: str) -> None:
+    if expected != actual:
+        raise ValueError(f"{name}: expected {what} {expected}, got {actual}")
+
+
+def _fmt(shape: Sequence[int | str | None]) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"

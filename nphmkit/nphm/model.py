@@ -1,0 +1,308 @@
+"""The NPHM decoder: MonoNPHM's identity SDF and backward expression deformation (geometry only).
+
+Frames and units: points are in NPHM space (FLAME x 4, 1 unit = 25 cm, y up, z forward). Codes:
+``z_id (B, id_dim)`` = [global | (n_anchors + 1) x local], ``z_ex (B, lat_dim_ex)``.
+
+Memory: without an autograd graph (``torch.no_grad()``, or nothing requires grad) every query
+runs in chunks of ``config.chunk_size`` points, so peak memory is bounded by the chunk
+(about ``chunk_size * (n_neighbors + 1) * id_hidden * 4`` floats, ~170 MB at the official sizes
+and the default 4096) whatever N is. With a graph, memory grows with N like any autograd call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nphmkit._backend import resolve_backend
+from nphmkit._checks import check_tensor
+from nphmkit.nphm import fast, reference
+from nphmkit.nphm.anchors import default_mean_anchors
+from nphmkit.nphm.config import NPHMConfig
+from nphmkit.nphm.layout import slot_flips, slot_types
+from nphmkit.nphm.modules import AnchorMLP, ExpressionMLP, IdentityEnsemble
+from nphmkit.weights import load_folder, load_state_strict, save_folder
+
+Field = Callable[[torch.Tensor], torch.Tensor]
+
+
+class NPHM(nn.Module):
+    """MonoNPHM geometry decoder with interchangeable query backends.
+
+    Args:
+        config: sizes; defaults to :meth:`NPHMConfig.mononphm`.
+        mean_anchors: ``(n_anchors, 3)`` mean anchor positions in NPHM units; defaults to a
+            deterministic placeholder layout (:func:`default_mean_anchors`).
+
+    Every query method takes ``backend="auto" | "reference" | "torch" | "triton"`` (API.md).
+    """
+
+    def __init__(self, config: NPHMConfig | None = None, mean_anchors: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config = config or NPHMConfig.mononphm()
+        if mean_anchors is None:
+            mean_anchors = default_mean_anchors(config)
+        check_tensor("mean_anchors", torch.as_tensor(mean_anchors), (config.n_anchors, 3), finite=True)
+        self.register_buffer("mean_anchors", torch.as_tensor(mean_anchors, dtype=torch.float32).clone())
+        self.register_buffer("slot_types", slot_types(config), persistent=False)
+        self.register_buffer("slot_flips", slot_flips(config), persistent=False)
+        self.ensemble = IdentityEnsemble(config)
+        self.anchor_mlp = AnchorMLP(config)
+        self.expression = ExpressionMLP(config)
+        self.metadata: dict[str, Any] = {}
+        """Free-form facts about the weights (e.g. what they were trained on), saved with them."""
+
+    # ------------------------------------------------------------------ checks / helpers
+    def _param(self) -> torch.Tensor:
+        return self.ensemble.weights[0]
+
+    def _check_codes(self, z_id: torch.Tensor, z_ex: torch.Tensor | None, batch: int | None = None) -> int:
+        cfg = self.config
+        check_tensor("z_id", z_id, ("B", cfg.id_dim), finite=True)
+        b = z_id.shape[0] if batch is None else batch
+        if z_id.shape[0] != b:
+            raise ValueError(f"z_id: expected batch size {b} (the batch of points), got {z_id.shape[0]}")
+        if z_ex is not None:
+            check_tensor("z_ex", z_ex, ("B", cfg.lat_dim_ex), finite=True)
+            if z_ex.shape[0] != b:
+                raise ValueError(f"z_ex: expected batch size {b} (the batch of z_id/points), got {z_ex.shape[0]}")
+        ref = self._param()
+        for name, t in (("z_id", z_id), ("z_ex", z_ex)):
+            if t is not None and (t.dtype != ref.dtype or t.device != ref.device):
+                raise TypeError(
+                    f"{name}: expected dtype {ref.dtype} on {ref.device} (the model's), got {t.dtype} on {t.device}"
+                )
+        return b
+
+    def _check_points(self, name: str, points: torch.Tensor, last: int) -> None:
+        check_tensor(name, points, ("B", "N", last), finite=True)
+        ref = self._param()
+        if points.dtype != ref.dtype or points.device != ref.device:
+            raise TypeError(
+                f"{name}: expected dtype {ref.dtype} on {ref.device} (the model's), got {points.dtype} on {points.device}"
+            )
+
+    def _needs_graph(self, *tensors: torch.Tensor | None) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        if any(t is not None and t.requires_grad for t in tensors):
+            return True
+        return any(p.requires_grad for p in self.parameters())
+
+    def _backend(self, backend: str, device: torch.device, double_backward: bool = False) -> str:
+        name = resolve_backend(backend, is_cuda=device.type == "cuda", needs_double_backward=double_backward)
+        if name == "triton":
+            from nphmkit.kernels import require_kernels
+
+            require_kernels()
+        return name
+
+    def _neutral(self, points: torch.Tensor) -> torch.Tensor:
+        zeros = points.new_zeros(*points.shape[:-1], self.config.n_hyper)
+        return torch.cat([points, zeros], dim=-1)
+
+    # ------------------------------------------------------------------ queries
+    def anchors(self, z_id: torch.Tensor) -> torch.Tensor:
+        """Predicted anchor positions ``(B, n_anchors, 3)`` (NPHM units) for ``z_id (B, id_dim)``."""
+        self._check_codes(z_id, None)
+        return reference.anchors(self, z_id)
+
+    def canonical(
+        self, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor, backend: str = "auto"
+    ) -> torch.Tensor:
+        """Canonical queries ``(B, N, 3 + n_hyper)`` = [x + offset, hyper] of posed ``points (B, N, 3)``."""
+        self._check_points("points", points, 3)
+        self._check_codes(z_id, z_ex, points.shape[0])
+        name = self._backend(backend, points.device)
+        if name == "reference":
+            return reference.canonical(self, points, z_id, z_ex)
+        if name == "triton":
+            from nphmkit.kernels import ops
+
+            return ops.canonical(self, points, z_id, z_ex)
+        graph = self._needs_graph(points, z_id, z_ex)
+        with torch.set_grad_enabled(graph):
+            prep = fast.prepare_expression(self, z_id, z_ex)
+
+            def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+                d = fast.expression_chunk(self, prep, x, bidx)
+                return torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
+
+            return self._chunked(points, run, self.config.query_dim, graph)
+
+    def identity_sdf(self, canonical_points: torch.Tensor, z_id: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+        """Identity SDF ``(B, N, 1)`` of canonical queries ``(B, N, 3 + n_hyper)``.
+
+        A last dimension of 3 means hyper coordinates 0 (the closed-mouth neutral).
+        """
+        cfg = self.config
+        neutral = isinstance(canonical_points, torch.Tensor) and canonical_points.shape[-1:] == (3,)
+        self._check_points("canonical_points", canonical_points, 3 if neutral else cfg.query_dim)
+        if neutral:
+            canonical_points = self._neutral(canonical_points)
+        self._check_codes(z_id, None, canonical_points.shape[0])
+        name = self._backend(backend, canonical_points.device)
+        if name == "reference":
+            return reference.identity_sdf(self, canonical_points, z_id)
+        if name == "triton":
+            from nphmkit.kernels import ops
+
+            return ops.identity_sdf(self, canonical_points, z_id)
+        graph = self._needs_graph(canonical_points, z_id)
+        with torch.set_grad_enabled(graph):
+            prep = fast.prepare_identity(self, z_id)
+            run = lambda q, bidx: fast.identity_chunk(self, prep, q, bidx)[:, None]  # noqa: E731
+            return self._chunked(canonical_points, run, 1, graph)
+
+    def sdf(
+        self, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor | None, backend: str = "auto"
+    ) -> torch.Tensor:
+        """Signed distance ``(B, N, 1)`` (NPHM units) of posed ``points (B, N, 3)``.
+
+        ``z_ex=None`` gives the neutral head (identity SDF at hyper coordinates 0).
+        """
+        if z_ex is None:
+            return self.identity_sdf(points, z_id, backend=backend)
+        self._check_points("points", points, 3)
+        self._check_codes(z_id, z_ex, points.shape[0])
+        name = self._backend(backend, points.device)
+        if name == "reference":
+            return reference.sdf(self, points, z_id, z_ex)
+        if name == "triton":
+            from nphmkit.kernels import ops
+
+            return ops.sdf(self, points, z_id, z_ex)
+        graph = self._needs_graph(points, z_id, z_ex)
+        with torch.set_grad_enabled(graph):
+            anc = reference.anchors(self, z_id)
+            id_prep = fast.prepare_identity(self, z_id, anc)
+            ex_prep = fast.prepare_expression(self, z_id, z_ex, anc)
+
+            def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+                d = fast.expression_chunk(self, ex_prep, x, bidx)
+                q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
+                return fast.identity_chunk(self, id_prep, q, bidx)[:, None]
+
+            return self._chunked(points, run, 1, graph)
+
+    def sdf_and_normals(
+        self,
+        points: torch.Tensor,
+        z_id: torch.Tensor,
+        z_ex: torch.Tensor | None,
+        backend: str = "auto",
+        create_graph: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SDF ``(B, N, 1)`` and unit normals ``(B, N, 3)`` (normalized SDF gradient) of ``points (B, N, 3)``.
+
+        ``create_graph``: keep a graph through the normals (for normal or eikonal losses; needs
+        double backward). ``None`` means: when grad mode is on and the points, codes or model
+        weights require grad. Without a graph the "torch" backend computes the gradient by an
+        explicit backward pass (no autograd), in bounded memory, also under ``torch.no_grad()``.
+        """
+        self._check_points("points", points, 3)
+        self._check_codes(z_id, z_ex, points.shape[0])
+        if create_graph is None:
+            create_graph = self._needs_graph(points, z_id, z_ex)
+        name = self._backend(backend, points.device, double_backward=create_graph)
+        if name == "torch" and not create_graph:
+            sdf, grad = self._sdf_and_grad_explicit(points, z_id, z_ex)
+        else:
+            sdf, grad = self._sdf_and_grad_autograd(points, z_id, z_ex, name, create_graph)
+        return sdf, grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def sdf_and_gradient(
+        self,
+        points: torch.Tensor,
+        z_id: torch.Tensor,
+        z_ex: torch.Tensor | None,
+        backend: str = "auto",
+        create_graph: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`sdf_and_normals` but the gradient ``(B, N, 3)`` is not normalized (eikonal losses)."""
+        self._check_points("points", points, 3)
+        self._check_codes(z_id, z_ex, points.shape[0])
+        if create_graph is None:
+            create_graph = self._needs_graph(points, z_id, z_ex)
+        name = self._backend(backend, points.device, double_backward=create_graph)
+        if name == "torch" and not create_graph:
+            return self._sdf_and_grad_explicit(points, z_id, z_ex)
+        return self._sdf_and_grad_autograd(points, z_id, z_ex, name, create_graph)
+
+    def _sdf_and_grad_autograd(self, points, z_id, z_ex, backend, create_graph):
+        with torch.enable_grad():
+            x = points if (points.requires_grad and create_graph) else points.detach().requires_grad_(True)
+            sdf = self.sdf(x, z_id, z_ex, backend=backend)
+            (grad,) = torch.autograd.grad(sdf.sum(), x, create_graph=create_graph)
+        if not create_graph:
+            sdf, grad = sdf.detach(), grad.detach()
+        return sdf, grad
+
+    @torch.no_grad()
+    def _sdf_and_grad_explicit(self, points, z_id, z_ex):
+        anc = reference.anchors(self, z_id)
+        id_prep = fast.prepare_identity(self, z_id, anc)
+        if z_ex is None:
+
+            def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+                value, g = fast.identity_chunk_with_grad(self, id_prep, self._neutral(x), bidx)
+                return torch.cat([value[:, None], g[:, :3]], dim=-1)
+
+        else:
+            ex_prep = fast.prepare_expression(self, z_id, z_ex, anc)
+
+            def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+                grad_fn = lambda q: fast.identity_chunk_with_grad(self, id_prep, q, bidx)  # noqa: E731
+                value, g = fast.expression_chunk_vjp(self, ex_prep, x, bidx, grad_fn)
+                return torch.cat([value[:, None], g], dim=-1)
+
+        out = self._chunked(points, run, 4, graph=False)
+        return out[..., :1], out[..., 1:]
+
+    def _chunked(self, points: torch.Tensor, run, width: int, graph: bool) -> torch.Tensor:
+        """Apply ``run(flat_points (P, C), sample_index (P,)) -> (P, width)`` in chunks."""
+        b, n, c = points.shape
+        flat = points.reshape(b * n, c)
+        bidx = torch.arange(b, device=points.device).repeat_interleave(n)
+        step = self.config.chunk_size
+        if graph:
+            outs = [run(flat[s : s + step], bidx[s : s + step]) for s in range(0, b * n, step)]
+            out = torch.cat(outs) if outs else flat.new_zeros(0, width)
+            return out.reshape(b, n, width)
+        out = flat.new_empty(b * n, width)
+        for s in range(0, b * n, step):
+            out[s : s + step] = run(flat[s : s + step], bidx[s : s + step])
+        return out.reshape(b, n, width)
+
+    def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> Field:
+        """A batched field ``sdf_fn(points (B, N, 3)) -> (B, N)`` for these codes (API.md).
+
+        ``z_ex=None`` gives the neutral head. The codes are captured, not copied: gradients
+        flow into them when the caller's graph needs it.
+        """
+        self._check_codes(z_id, z_ex)
+
+        def sdf_fn(points: torch.Tensor) -> torch.Tensor:
+            return self.sdf(points, z_id, z_ex, backend=backend)[..., 0]
+
+        return sdf_fn
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+        """Save to a weight folder (``weights.safetensors`` + ``config.json``, atomic writes)."""
+        meta = dict(self.metadata if metadata is None else metadata)
+        return save_folder(directory, "NPHM", self.config.to_dict(), self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "NPHM":
+        """Load a weight folder written by :meth:`save` (strict: every tensor must match)."""
+        config, tensors, metadata = load_folder(directory, "NPHM", "cpu")
+        model = cls(NPHMConfig.from_dict(config))
+        load_state_strict(model, tensors, str(directory))
+        model.metadata = metadata
+        return model.to(map_location)

@@ -1,0 +1,79 @@
+"""nphmkit's own weight folders: ``weights.safetensors`` + ``config.json``.
+
+Every trainable module of nphmkit saves and loads through these two functions, so a weight
+folder never holds pickled code. ``config.json`` records the module kind, its config and free
+metadata (e.g. what the weights were trained on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nphmkit._io import atomic_path, write_text
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_folder(
+    directory: str | os.PathLike,
+    kind: str,
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``state_dict`` and ``config`` into ``directory`` (each file atomically). Returns the folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp))
+    doc = {"kind": kind, "config": config, "metadata": metadata or {}}
+    write_text(folder / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load_folder(
+    directory: str | os.PathLike, kind: str, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a weight folder written by :func:`save_folder`: ``(config, tensors, metadata)``."""
+    from safetensors.torch import load_file
+
+    folder = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"directory: expected a weight folder with {name}, not found in {folder}")
+    doc = json.loads((folder / CONFIG_FILE).read_text())
+    if doc.get("kind") != kind:
+        raise ValueError(f"directory: expected weights of kind {kind!r}, got {doc.get('kind')!r} in {folder}")
+    tensors = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
+    return doc["config"], tensors, doc.get("metadata", {})
+
+
+def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict`` that names every missing, unexpected or misshapen tensor."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    shapes = sorted(
+        f"{k}: expected {tuple(own[k].shape)}, got {tuple(tensors[k].shape)}"
+        for k in set(own) & set(tensors)
+        if own[k].shape != tensors[k].shape
+    )
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing}")
+        if extra:
+            parts.append(f"unexpected tensors {extra}")
+        if shapes:
+            parts.append("wrong shapes: " + "; ".join(shapes))
+        raise ValueError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts))
+    module.load_state_dict(tensors, strict=True)
