@@ -12,7 +12,6 @@ and the default 4096) whatever N is. With a graph, memory grows with N like any 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,6 @@ from nphmkit.nphm.config import NPHMConfig
 from nphmkit.nphm.layout import slot_flips, slot_types
 from nphmkit.nphm.modules import AnchorMLP, ExpressionMLP, IdentityEnsemble
 from nphmkit.weights import load_folder, load_state_strict, save_folder
-
-Field = Callable[[torch.Tensor], torch.Tensor]
 
 
 class NPHM(nn.Module):
@@ -279,18 +276,15 @@ class NPHM(nn.Module):
             out[s : s + step] = run(flat[s : s + step], bidx[s : s + step])
         return out.reshape(b, n, width)
 
-    def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> Field:
+    def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> "NPHMField":
         """A batched field ``sdf_fn(points (B, N, 3)) -> (B, N)`` for these codes (API.md).
 
         ``z_ex=None`` gives the neutral head. The codes are captured, not copied: gradients
-        flow into them when the caller's graph needs it.
+        flow into them when the caller's graph needs it. The field also offers
+        ``sdf_and_gradient(points)`` (no graph; the fast explicit backward) for renderers.
         """
         self._check_codes(z_id, z_ex)
-
-        def sdf_fn(points: torch.Tensor) -> torch.Tensor:
-            return self.sdf(points, z_id, z_ex, backend=backend)[..., 0]
-
-        return sdf_fn
+        return NPHMField(self, z_id, z_ex, backend)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
@@ -306,3 +300,25 @@ class NPHM(nn.Module):
         load_state_strict(model, tensors, str(directory))
         model.metadata = metadata
         return model.to(map_location)
+
+
+class NPHMField:
+    """A field view of an :class:`NPHM` with fixed codes (see :meth:`NPHM.field`)."""
+
+    def __init__(self, model: NPHM, z_id: torch.Tensor, z_ex: torch.Tensor | None, backend: str) -> None:
+        self.model, self.z_id, self.z_ex, self.backend = model, z_id, z_ex, backend
+
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        """``(B, N, 3) -> (B, N)`` signed distances."""
+        return self.model.sdf(points, self.z_id, self.z_ex, backend=self.backend)[..., 0]
+
+    def sdf_and_gradient(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N)`` distances and ``(B, N, 3)`` gradients, without an autograd graph."""
+        sdf, grad = self.model.sdf_and_gradient(points, self.z_id, self.z_ex, backend=self.backend, create_graph=False)
+        return sdf[..., 0], grad
+
+    def canonical(self, points: torch.Tensor) -> torch.Tensor:
+        """Canonical xyz ``(B, N, 3)`` of posed points (hyper coordinates dropped; API.md canonical field)."""
+        if self.z_ex is None:
+            return points
+        return self.model.canonical(points, self.z_id, self.z_ex, backend=self.backend)[..., :3]

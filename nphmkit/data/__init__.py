@@ -1,0 +1,1 @@
+"""Data: the synthetic head family, datasets and image files."""
