@@ -120,6 +120,7 @@ class Camera:
         """
         if pixels is None:
             pixels = self.pixel_grid()
+        pixels = pixels.to(self.K.dtype)
         if pixels.dim() == 2:
             pixels = pixels.expand(self.batch, -1, -1)
         homo = torch.cat([pixels, torch.ones_like(pixels[..., :1])], dim=-1)

@@ -103,6 +103,7 @@ def render(
     canonical_fn: Callable | None = None,
     config: RenderConfig = RenderConfig(),
     differentiable: bool | None = None,
+    pixels: torch.Tensor | None = None,
 ) -> RenderOutput:
     """Render the zero level set of ``sdf_fn`` from ``camera``.
 
@@ -115,6 +116,9 @@ def render(
         config: bounding sphere, tracing and silhouette settings.
         differentiable: keep an autograd graph from the outputs to the field and camera
             (default: when grad mode is on). Normals then carry a double-backward graph.
+        pixels: optional continuous pixel coordinates ``(B, M, 2)`` or ``(M, 2)`` (x, y; centres
+            at +0.5) to render instead of the whole image; the outputs are then ``(B, M, ...)``
+            (what an optimizer uses to render a random subset of pixels per step).
 
     Returns:
         A :class:`RenderOutput`; maps are channels-last.
@@ -123,9 +127,11 @@ def render(
         differentiable = torch.is_grad_enabled()
     b = camera.batch
     h, w = camera.image_size
-    n = h * w
+    if pixels is not None and pixels.dim() == 2:
+        pixels = pixels.expand(b, -1, -1)
+    n = h * w if pixels is None else pixels.shape[1]
     with torch.no_grad():
-        origins, dirs = camera.rays()
+        origins, dirs = camera.rays(pixels)
         center = origins.new_tensor(config.bound_center)
         near, far = _sphere_range(origins, dirs, center, config.bound_radius)
         ts, hits, evals, closest_t, closest_s = [], [], [], [], []
@@ -142,7 +148,7 @@ def render(
 
     # differentiable re-expression of the hit points (only hit rays are evaluated)
     with torch.set_grad_enabled(differentiable):
-        origins_g, dirs_g = camera.rays() if differentiable else (origins, dirs)
+        origins_g, dirs_g = camera.rays(pixels) if differentiable else (origins, dirs)
     counts = hit.sum(1)
     m = max(int(counts.max()), 1)
     idx = torch.argsort((~hit).to(torch.int8), dim=1, stable=True)[:, :m]
@@ -193,7 +199,7 @@ def render(
         soft = _soft_mask(sdf_fn, origins_g, dirs_g, t0, hit, c_t, c_s, idx, valid, n, config, differentiable)
 
     def img(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(b, h, w, *x.shape[2:])
+        return x if pixels is not None else x.reshape(b, h, w, *x.shape[2:])
 
     return RenderOutput(
         mask=img(hit),

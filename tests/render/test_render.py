@@ -192,3 +192,17 @@ def test_soft_mask_gradient_pulls_the_silhouette():
 def test_bad_field_output_is_named():
     with pytest.raises(ValueError, match="sdf_fn: expected output shape"):
         render(lambda p: p, _camera(size=8), config=CONFIG)
+
+
+def test_pixel_subsets_match_the_full_image():
+    cam = _camera(size=30, eye=(0.2, 0.3, 2.2))
+    f = _sphere(torch.tensor([0.0, 0.02, 0.0]), 0.3)
+    with torch.no_grad():
+        full = render(f, cam, config=CONFIG)
+        ys, xs = torch.meshgrid(torch.arange(30), torch.arange(30), indexing="ij")
+        pick = torch.randperm(900)[:101]
+        pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)[pick].float() + 0.5
+        sub = render(f, cam, config=CONFIG, pixels=pix)
+    assert sub.mask.shape == (1, 101) and sub.normals.shape == (1, 101, 3)
+    assert torch.equal(sub.mask[0], full.mask.reshape(1, -1)[0, pick])
+    assert_close(sub.depth[0], full.depth.reshape(1, -1)[0, pick], atol=1e-5)

@@ -1,0 +1,234 @@
+"""Dense geometry predictor with the Pixel3DMM architecture: image -> per-pixel normals, canonical points.
+
+ViT tokens (prefix dropped) -> optional view embedding -> per-token down-projection ->
+attention blocks (each two attention + MLP halves) -> three transposed 2x2 convolutions ->
+per-pixel linear read-out of ``2 x 2 x P`` values per token, unpatchified. Module names follow
+the official network (minus its ``net.`` prefix), so official checkpoints load strictly
+(:func:`nphmkit.heads.pixel3dmm.load_pixel3dmm`).
+
+``forward(images)``: RGB ``(B, 3, H, W)`` in [0, 1] (normalized internally with the ImageNet
+statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images)``: channels-last maps per API.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nphmkit.heads.vit import ViT, ViTConfig
+from nphmkit.weights import load_folder, load_state_strict, save_folder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CHANNELS = {"normals": 3, "canonical": 3, "uv": 2, "mask": 1}
+UV_FLIP_OFFSET = 0.015
+"""Pixel3DMM's horizontal flip of a uv map: ``u -> 0.015 - u``."""
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Sizes of a dense predictor. ``outputs`` order is the channel order of the raw prediction."""
+
+    backbone: ViTConfig = field(default_factory=ViTConfig)
+    image_size: int = 512
+    embed_dim: int = 256
+    num_layers: int = 6
+    num_heads: int = 8
+    n_views: int = 2
+    """Views the view embedding was trained for; single-view inference uses entry 0 (1 = no embedding)."""
+    view_embed_dim: int = 16
+    outputs: tuple[str, ...] = ("normals", "canonical")
+    patch_pos_enc: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [o for o in self.outputs if o not in CHANNELS]
+        if unknown:
+            raise ValueError(f"outputs: unknown {unknown}; choose from {sorted(CHANNELS)}")
+        grid = self.image_size // self.backbone.patch_size
+        if self.image_size % self.backbone.patch_size or self.image_size % (grid * 8):
+            raise ValueError(
+                f"image_size: {self.image_size} must be a multiple of patch size {self.backbone.patch_size} "
+                f"and of 8 x the token grid {grid}"
+            )
+
+    @property
+    def channels(self) -> int:
+        return sum(CHANNELS[o] for o in self.outputs)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.backbone.patch_size
+
+    @property
+    def out_patch(self) -> int:
+        """Pixels per side each final token covers (2 for Pixel3DMM: 32 tokens -> 256 -> 512)."""
+        return self.image_size // (self.grid * 8)
+
+    @classmethod
+    def pixel3dmm(cls, outputs: tuple[str, ...] = ("normals",)) -> "DenseConfig":
+        """The official default: DINO ViT-S/16 at 512^2, 6 blocks of width 256, 2 views."""
+        return cls(backbone=ViTConfig.preset("dino_vits16"), outputs=outputs)
+
+    @classmethod
+    def small(cls, outputs: tuple[str, ...] = ("normals", "canonical", "mask")) -> "DenseConfig":
+        """A CPU-trainable predictor for 128^2 crops (tiny ViT, 2 blocks of width 64)."""
+        return cls(backbone=ViTConfig.preset("tiny"), image_size=128, embed_dim=64, num_layers=2, num_heads=4,
+                   n_views=1, outputs=outputs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["outputs"] = list(self.outputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DenseConfig":
+        d = dict(d)
+        d["backbone"] = ViTConfig(**d["backbone"])
+        d["outputs"] = tuple(d["outputs"])
+        return cls(**d)
+
+
+class Encoder(nn.Module):
+    """Holds the backbone as ``model`` (the official ``img_encoder.model`` names)."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.model = ViT(cfg)
+
+
+class TwoHalfBlock(nn.Module):
+    """``y = LN1(x); y += A1(y); y += M1(LN2(y)); z = LN3(y); z += A2(z); z + M2(LN4(z))`` (no biases in attention)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2, self.norm3, self.norm4 = (nn.LayerNorm(dim) for _ in range(4))
+        self.self_attn = nn.MultiheadAttention(dim, heads, bias=False, batch_first=True)
+        self.self_attn2 = nn.MultiheadAttention(dim, heads, bias=False, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(4 * dim, dim), nn.Dropout(0.0))
+        self.mlp2 = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(4 * dim, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        y = y + self.self_attn(y, y, y, need_weights=False)[0]
+        y = y + self.mlp(self.norm2(y))
+        z = self.norm3(y)
+        z = z + self.self_attn2(z, z, z, need_weights=False)[0]
+        return z + self.mlp2(self.norm4(z))
+
+
+class Decoder(nn.Module):
+    """Down-projection + blocks (the official ``vol_decoder``)."""
+
+    def __init__(self, in_dim: int, dim: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.down_proj = nn.Linear(in_dim, dim)
+        self.layers = nn.ModuleList([TwoHalfBlock(dim, heads) for _ in range(layers)])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.down_proj(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class DensePredictor(nn.Module):
+    """Per-pixel geometry from an RGB image (see the module doc)."""
+
+    def __init__(self, config: DenseConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or DenseConfig()
+        c = cfg.backbone.embed_dim
+        self.img_encoder = Encoder(cfg.backbone)
+        if cfg.patch_pos_enc:
+            self.patch_pos_enc = nn.Parameter(torch.randn(1, c, cfg.grid, cfg.grid) * c**-0.5)
+        if cfg.n_views > 1:
+            self.view_embed = nn.Parameter(torch.randn(1, cfg.n_views, cfg.view_embed_dim, 1, 1) * cfg.view_embed_dim**-0.5)
+        in_dim = c + (cfg.view_embed_dim if cfg.n_views > 1 else 0)
+        self.vol_decoder = Decoder(in_dim, cfg.embed_dim, cfg.num_layers, cfg.num_heads)
+        d = cfg.embed_dim
+        self.t_conv1 = nn.ConvTranspose2d(d, d, 2, stride=2)
+        self.t_conv2 = nn.ConvTranspose2d(d, d, 2, stride=2)
+        self.t_conv3 = nn.ConvTranspose2d(d, d, 2, stride=2)
+        self.token_2_patch_content = nn.Linear(d, cfg.out_patch**2 * cfg.channels)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.metadata: dict = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB ``(B, 3, H, W)`` in [0, 1] with ``H = W = config.image_size`` -> raw ``(B, P, H, W)``."""
+        cfg = self.config
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, cfg.image_size, cfg.image_size):
+            raise ValueError(
+                f"images: expected shape (B, 3, {cfg.image_size}, {cfg.image_size}), got {tuple(images.shape)}"
+            )
+        b = images.shape[0]
+        tokens = self.img_encoder.model.forward_features((images - self.mean) / self.std)
+        tokens = tokens[:, self.img_encoder.model.num_prefix_tokens :]  # (B, h*w, C)
+        g = cfg.grid
+        if cfg.patch_pos_enc:
+            tokens = tokens + self.patch_pos_enc.flatten(2).transpose(1, 2)
+        if cfg.n_views > 1:
+            view = self.view_embed[0, 0, :, 0, 0].expand(b, g * g, -1)
+            tokens = torch.cat([tokens, view], dim=-1)
+        x = self.vol_decoder(tokens)  # (B, h*w, D)
+        x = x.transpose(1, 2).reshape(b, -1, g, g)
+        x = F.gelu(self.t_conv1(x))
+        x = F.gelu(self.t_conv2(x))
+        x = F.gelu(self.t_conv3(x))  # (B, D, 8g, 8g)
+        x = self.token_2_patch_content(x.permute(0, 2, 3, 1))  # (B, 8g, 8g, p*p*P)
+        p, ch = cfg.out_patch, cfg.channels
+        n = 8 * g
+        x = x.reshape(b, n, n, p, p, ch).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, ch, n * p, n * p)
+
+    def split(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw ``(B, P, H, W)`` -> ``{output name: (B, C, H, W)}``."""
+        out, start = {}, 0
+        for name in self.config.outputs:
+            out[name] = raw[:, start : start + CHANNELS[name]]
+            start += CHANNELS[name]
+        return out
+
+    def predict_maps(self, images: torch.Tensor, flip_tta: bool = False) -> dict[str, torch.Tensor]:
+        """Channels-last maps (API.md): ``normals (B, H, W, 3)`` unit, ``canonical (B, H, W, 3)``,
+        ``uv (B, H, W, 2)``, ``mask (B, H, W)`` bool — whichever the predictor has.
+
+        ``flip_tta``: also predict on the mirrored image, mirror back (negating x of normals and
+        canonical points; ``u -> 0.015 - u`` for uv) and average.
+        """
+        parts = self.split(self(images))
+        if flip_tta:
+            flipped = self.split(self(images.flip(-1)))
+            for name, value in flipped.items():
+                value = value.flip(-1)
+                if name in ("normals", "canonical"):
+                    value = torch.cat([-value[:, :1], value[:, 1:]], dim=1)
+                elif name == "uv":
+                    value = torch.cat([UV_FLIP_OFFSET - value[:, :1], value[:, 1:]], dim=1)
+                parts[name] = 0.5 * (parts[name] + value)
+        maps = {}
+        for name, value in parts.items():
+            value = value.permute(0, 2, 3, 1)
+            if name == "normals":
+                value = F.normalize(value, dim=-1)
+            elif name == "mask":
+                value = value[..., 0] > 0
+            maps[name] = value
+        return maps
+
+    def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
+        return save_folder(directory, "DensePredictor", self.config.to_dict(), self.state_dict(),
+                           dict(self.metadata if metadata is None else metadata))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, map_location="cpu") -> "DensePredictor":
+        config, tensors, metadata = load_folder(directory, "DensePredictor", "cpu")
+        model = cls(DenseConfig.from_dict(config))
+        load_state_strict(model, tensors, str(directory))
+        model.metadata = metadata
+        return model.to(map_location)

@@ -1,0 +1,185 @@
+"""Pix2NPHM regressor: frozen geometry ViTs' tokens + learned query tokens -> transformer -> NPHM codes.
+
+Tokens of each frozen backbone (patch tokens of its last block) are projected to a common width
+and tagged with a learned per-backbone embedding; 1 global-identity, ``n_anchors`` local-identity
+and 1 expression query token (+ 1 pose token, optional) are appended; a stack of pre-norm
+transformer layers mixes everything; small MLPs read the query tokens out:
+
+- global token -> ``z_glob (B, lat_dim_glob)``;
+- local token j -> ``z_loc[j] (B, lat_dim_loc)`` (one MLP shared by all locals, each token learned);
+- the anchor-free background slot (local slot ``n_anchors``) is read out of the **global** token
+  by its own MLP: the background MLP models what no anchor does (back of the head, neck), a
+  property of the whole head, so it has no query token of its own;
+- expression token -> ``z_ex (B, lat_dim_ex)``;
+- pose token -> a rotation (6D, Gram-Schmidt) and a translation (API.md pose, scale 1).
+
+``z_id = [z_glob | z_loc[0..n_anchors-1] | z_bg]`` is the NPHM layout (2176 values at the official sizes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nphmkit.heads.vit import Block, ViT, ViTConfig
+from nphmkit.weights import load_folder, load_state_strict, save_folder
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    """Sizes of the regressor; the code sizes must match the NPHM it predicts for."""
+
+    backbones: tuple[ViTConfig, ...] = field(default_factory=lambda: (ViTConfig.preset("dino_vitb16"),) * 2)
+    image_size: int = 512
+    width: int = 768
+    layers: int = 6
+    heads: int = 12
+    readout_hidden: int = 512
+    lat_dim_glob: int = 64
+    lat_dim_loc: int = 32
+    n_anchors: int = 65
+    lat_dim_ex: int = 100
+    pose_token: bool = True
+
+    @property
+    def id_dim(self) -> int:
+        return self.lat_dim_glob + (self.n_anchors + 1) * self.lat_dim_loc
+
+    @classmethod
+    def paper_like(cls) -> "RegressorConfig":
+        """nphmkit's reading of the Pix2NPHM paper: two frozen geometry ViTs (normal- and position-pretrained,
+        ViT-B/16 here, 512^2 -> 32 x 32 tokens each), 1 + 65 + 1 query tokens, 6 layers of width 768, 2-layer MLP
+        read-outs."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> "RegressorConfig":
+        """CPU-trainable: two tiny ViTs at 128^2, width 64, 2 layers (same code layout as the small NPHM)."""
+        return cls(backbones=(ViTConfig.preset("tiny"),) * 2, image_size=128, width=64, layers=2, heads=4,
+                   readout_hidden=64)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["backbones"] = [asdict(b) for b in self.backbones]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RegressorConfig":
+        d = dict(d)
+        d["backbones"] = tuple(ViTConfig(**b) for b in d["backbones"])
+        return cls(**d)
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
+
+
+def rotation_6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 6)`` -> rotation ``(B, 3, 3)`` whose first two rows are Gram-Schmidt of the two 3-vectors."""
+    a = F.normalize(x[:, :3], dim=-1)
+    b = F.normalize(x[:, 3:] - (a * x[:, 3:]).sum(-1, keepdim=True) * a, dim=-1)
+    return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=1)
+
+
+class Pix2NPHMRegressor(nn.Module):
+    """Predict NPHM codes (and pose) from an image; backbones are frozen, everything else trains.
+
+    ``forward(images)`` takes RGB ``(B, 3, S, S)`` in [0, 1] (ImageNet-normalized inside) and returns
+    a dict with ``z_id (B, id_dim)``, ``z_ex (B, lat_dim_ex)`` and, with a pose token, ``rotation
+    (B, 3, 3)``, ``translation (B, 3)``.
+    """
+
+    def __init__(self, config: RegressorConfig | None = None, backbones: list[ViT] | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or RegressorConfig()
+        if backbones is None:
+            backbones = [ViT(b) for b in cfg.backbones]
+        if len(backbones) != len(cfg.backbones):
+            raise ValueError(f"backbones: expected {len(cfg.backbones)} (the config's), got {len(backbones)}")
+        self.backbones = nn.ModuleList(backbones)
+        for bb in self.backbones:
+            bb.requires_grad_(False)
+            bb.eval()
+        w = cfg.width
+        self.proj = nn.ModuleList([nn.Linear(b.config.embed_dim, w) for b in self.backbones])
+        self.source_embed = nn.Parameter(torch.zeros(len(backbones), w))
+        n_queries = 2 + cfg.n_anchors + int(cfg.pose_token)
+        self.queries = nn.Parameter(torch.randn(n_queries, w) * 0.02)
+        block_cfg = ViTConfig(embed_dim=w, depth=cfg.layers, num_heads=cfg.heads, norm_eps=1e-6)
+        self.blocks = nn.ModuleList([Block(block_cfg) for _ in range(cfg.layers)])
+        self.norm = nn.LayerNorm(w, eps=1e-6)
+        h = cfg.readout_hidden
+        self.read_glob = _mlp(w, h, cfg.lat_dim_glob)
+        self.read_local = _mlp(w, h, cfg.lat_dim_loc)
+        self.read_background = _mlp(w, h, cfg.lat_dim_loc)
+        self.read_expression = _mlp(w, h, cfg.lat_dim_ex)
+        if cfg.pose_token:
+            self.read_pose = _mlp(w, h, 9)
+        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
+        self.metadata: dict = {}
+
+    def train(self, mode: bool = True) -> "Pix2NPHMRegressor":
+        super().train(mode)
+        for bb in self.backbones:
+            bb.eval()  # frozen backbones always run in eval mode
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, cfg.image_size, cfg.image_size):
+            raise ValueError(f"images: expected shape (B, 3, {cfg.image_size}, {cfg.image_size}), got {tuple(images.shape)}")
+        x_in = (images - self.mean) / self.std
+        b = images.shape[0]
+        seq = []
+        with torch.no_grad():
+            feats = [bb.forward_tokens(x_in)[0][1] for bb in self.backbones]
+        for i, (f, proj) in enumerate(zip(feats, self.proj)):
+            seq.append(proj(f) + self.source_embed[i])
+        q = self.queries.expand(b, -1, -1)
+        x = torch.cat(seq + [q], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        tokens = x[:, -q.shape[1] :]
+        glob_tok, local_tok, ex_tok = tokens[:, 0], tokens[:, 1 : 1 + cfg.n_anchors], tokens[:, 1 + cfg.n_anchors]
+        z_id = torch.cat(
+            [self.read_glob(glob_tok), self.read_local(local_tok).flatten(1), self.read_background(glob_tok)], dim=1
+        )
+        out = {"z_id": z_id, "z_ex": self.read_expression(ex_tok)}
+        if cfg.pose_token:
+            pose = self.read_pose(tokens[:, -1])
+            base = pose.new_tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+            out["rotation"] = rotation_6d_to_matrix(base + pose[:, :6])
+            out["translation"] = pose[:, 6:]
+        return out
+
+    def parameter_summary(self) -> dict[str, dict[str, int]]:
+        """Trainable and frozen parameter counts per top-level part."""
+        summary: dict[str, dict[str, int]] = {}
+        for name, module in self.named_children():
+            params = list(module.parameters())
+            summary[name] = {
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+                "frozen": sum(p.numel() for p in params if not p.requires_grad),
+            }
+        own = [p for n, p in self.named_parameters(recurse=False)]
+        summary["tokens"] = {"trainable": sum(p.numel() for p in own), "frozen": 0}
+        return summary
+
+    def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
+        return save_folder(directory, "Pix2NPHMRegressor", self.config.to_dict(), self.state_dict(),
+                           dict(self.metadata if metadata is None else metadata))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, map_location="cpu") -> "Pix2NPHMRegressor":
+        config, tensors, metadata = load_folder(directory, "Pix2NPHMRegressor", "cpu")
+        model = cls(RegressorConfig.from_dict(config))
+        load_state_strict(model, tensors, str(directory))
+        model.metadata = metadata
+        return model.to(map_location)

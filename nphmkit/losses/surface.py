@@ -1,0 +1,30 @@
+"""Losses on SDF values and gradients at 3D points (point clouds, eikonal, free space).
+
+Inputs are the SDF ``values (B, N)`` and ``gradients (B, N, 3)`` a field gives at points, so any
+head model plugs in. Every loss is a mean; zero at the truth.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def surface_sdf_loss(values: torch.Tensor) -> torch.Tensor:
+    """``mean |sdf|`` at points that should lie on the surface, ``values (B, N)``."""
+    return values.abs().mean()
+
+
+def normal_loss(gradients: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """``mean |grad / |grad| - n|`` between SDF gradients and unit target normals, both ``(B, N, 3)``."""
+    unit = gradients / gradients.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return (unit - normals).norm(dim=-1).mean()
+
+
+def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
+    """``mean | |grad| - 1 |`` (gradients ``(B, N, 3)``): a distance field has unit gradients."""
+    return (gradients.norm(dim=-1) - 1.0).abs().mean()
+
+
+def free_space_loss(values: torch.Tensor, alpha: float = 10.0) -> torch.Tensor:
+    """``mean exp(-alpha |sdf|)`` at points far from the surface: no spurious surface there."""
+    return torch.exp(-alpha * values.abs()).mean()

@@ -1,0 +1,189 @@
+"""The dense predictor: Pixel3DMM layout, official checkpoints read safely and strictly, maps and TTA."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nphmkit.heads import DenseConfig, DensePredictor, load_pixel3dmm
+from tests.heads.test_vit import _reference_forward
+from tests.helpers import assert_close
+
+omegaconf = pytest.importorskip("omegaconf")
+
+UNUSED = {  # modules in the official state dict that its forward never uses
+    "dir_norm.norm.weight": (384,), "dir_norm.norm.bias": (384,), "dir_norm.mlp.1.weight": (768, 32),
+    "dir_norm.mlp.1.bias": (768,), "dir_norm_uv.norm.weight": (384,), "dir_norm_uv.norm.bias": (384,),
+    "dir_norm_uv.mlp.1.weight": (768, 384), "dir_norm_uv.mlp.1.bias": (768,), "uv_enc_mlp.1.weight": (384, 24),
+    "uv_enc_mlp.1.bias": (384,), "vol_decoder.norm.weight": (256,), "vol_decoder.norm.bias": (256,),
+}
+
+
+def _official_forward(net: dict, images: torch.Tensor, channels: int) -> torch.Tensor:
+    """The official Network.forward for one view, written from its structure (ViT, view embedding,
+    VolTransformer of GroupAttBlocks, transposed convolutions, read-out, unpatchify)."""
+    from nphmkit.heads.vit import ViTConfig
+
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    vit = {k[len("img_encoder.model."):]: v for k, v in net.items() if k.startswith("img_encoder.model.")}
+    tokens = _reference_forward(vit, ViTConfig.preset("dino_vits16"), (images - mean) / std)[:, 1:]
+    b = images.shape[0]
+    feats = torch.einsum("blc->bcl", tokens).reshape(b, 384, 32, 32).reshape(b, 1, 384, 32, 32)
+    feats = torch.cat([feats, net["view_embed"][:, :1].repeat(b, 1, 1, 32, 32)], dim=2)
+    x = F.linear(feats.permute(0, 1, 3, 4, 2), net["vol_decoder.down_proj.weight"], net["vol_decoder.down_proj.bias"])
+    x = x.permute(0, 1, 4, 2, 3)
+    for j in range(6):
+        p = f"vol_decoder.layers.{j}."
+        bb, v, c, h, w = x.shape
+        t = x.permute(0, 1, 3, 4, 2).reshape(bb, v * h * w, c)
+
+        def ln(z, name):
+            return F.layer_norm(z, (c,), net[p + name + ".weight"], net[p + name + ".bias"])
+
+        def attn(z, name):
+            return F.multi_head_attention_forward(
+                z.transpose(0, 1), z.transpose(0, 1), z.transpose(0, 1), c, 8, net[p + name + ".in_proj_weight"], None,
+                None, None, False, 0.0, net[p + name + ".out_proj.weight"], None, need_weights=False,
+            )[0].transpose(0, 1)
+
+        def mlp(z, name):
+            z = F.gelu(F.linear(z, net[p + name + ".0.weight"], net[p + name + ".0.bias"]))
+            return F.linear(z, net[p + name + ".3.weight"], net[p + name + ".3.bias"])
+
+        t = ln(t, "norm1")
+        t = t + attn(t, "self_attn")
+        t = t + mlp(ln(t, "norm2"), "mlp")
+        t = ln(t, "norm3")
+        t = t + attn(t, "self_attn2")
+        t = t + mlp(ln(t, "norm4"), "mlp2")
+        x = t.reshape(bb, v, h, w, c).permute(0, 1, 4, 2, 3)
+    x = x.reshape(-1, 256, 32, 32)
+    for i in (1, 2, 3):
+        x = F.gelu(F.conv_transpose2d(x, net[f"t_conv{i}.weight"], net[f"t_conv{i}.bias"], stride=2))
+    x = x.permute(0, 2, 3, 1).reshape(b, -1, 256)
+    x = F.linear(x, net["token_2_patch_content.weight"], net["token_2_patch_content.bias"])
+    x = x.reshape(b, 1, 256, 256, 2, 2, channels)
+    x = torch.einsum("nvhwpqc->nvchpwq", x)
+    return x.reshape(b, 1, channels, 512, 512)[:, 0]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (exec, ("import builtins; builtins.EVIL_RAN = True",))
+
+
+def _write_ckpt(path, net: dict, prediction_type="normals", extra=None):
+    cfg = omegaconf.OmegaConf.create({
+        "model": {"encoder_backbone": "vit_small_patch16_224.dino", "embedding_dim": 256, "num_layers": 6,
+                  "num_heads": 8, "prediction_type": [prediction_type], "view_embed_dim": 16}, "n_views": 2,
+    })
+    state = {f"net.{k}": v for k, v in net.items()}
+    state["vertex_weight_mask"] = torch.ones(1, 5023, 3)
+    state.update(extra or {})
+    ckpt = {"state_dict": state, "hyper_parameters": {"cfg": cfg, "callback": _Evil()}, "epoch": 3,
+            "pytorch-lightning_version": "2.1.0"}
+    torch.save(ckpt, path)
+
+
+@pytest.fixture(scope="module")
+def official_net():
+    torch.manual_seed(0)
+    model = DensePredictor(DenseConfig.pixel3dmm(("normals",)))
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    net = dict(model.state_dict())
+    net.update({k: torch.randn(s) for k, s in UNUSED.items()})
+    return net
+
+
+def test_official_checkpoint_loads_strictly_and_reproduces_the_official_forward(tmp_path, official_net):
+    _write_ckpt(tmp_path / "normals.ckpt", official_net)
+    import builtins
+
+    model, report = load_pixel3dmm(tmp_path / "normals.ckpt", return_report=True)
+    assert not getattr(builtins, "EVIL_RAN", False)  # nothing from the pickle was executed
+    assert sorted(report.unused) == sorted(UNUSED) and report.config["n_views"] == 2
+    assert model.config.channels == 3 and model.config.n_views == 2
+    images = torch.rand(1, 3, 512, 512)
+    with torch.no_grad():
+        ours = model(images)
+        ref = _official_forward(official_net, images, 3)
+    assert ours.shape == (1, 3, 512, 512)
+    assert_close(ours, ref, atol=1e-5)
+
+
+def test_checkpoint_mismatches_are_named(tmp_path, official_net):
+    net = dict(official_net)
+    net.pop("t_conv2.bias")
+    _write_ckpt(tmp_path / "a.ckpt", net)
+    with pytest.raises(ValueError, match="t_conv2.bias"):
+        load_pixel3dmm(tmp_path / "a.ckpt")
+    _write_ckpt(tmp_path / "b.ckpt", official_net, extra={"net.surprise.weight": torch.zeros(2)})
+    with pytest.raises(ValueError, match="surprise.weight"):
+        load_pixel3dmm(tmp_path / "b.ckpt")
+    _write_ckpt(tmp_path / "c.ckpt", official_net, prediction_type="uv_map")  # 12 read-out outputs for 2 channels
+    with pytest.raises(ValueError, match="read-out has 12 outputs"):
+        load_pixel3dmm(tmp_path / "c.ckpt")
+    with pytest.raises(FileNotFoundError):
+        load_pixel3dmm(tmp_path / "missing.ckpt")
+
+
+def test_unpatchify_places_each_token_value_at_its_pixel():
+    model = DensePredictor(DenseConfig.small(("normals", "uv")))
+    cfg = model.config
+    with torch.no_grad():
+        model.token_2_patch_content.weight.zero_()
+        bias = torch.arange(cfg.out_patch**2 * cfg.channels, dtype=torch.float32)
+        model.token_2_patch_content.bias.copy_(bias)
+        out = model(torch.rand(1, 3, 128, 128))
+    # value index (2p + q) * P + c lands at pixel (2i + p, 2j + q), channel c
+    for p in range(2):
+        for q in range(2):
+            for c in range(cfg.channels):
+                assert torch.all(out[0, c, p::2, q::2] == (2 * p + q) * cfg.channels + c)
+
+
+def test_predict_maps_and_flip_tta():
+    torch.manual_seed(1)
+    model = DensePredictor(DenseConfig.small()).eval()
+    images = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        maps = model.predict_maps(images)
+        tta = model.predict_maps(images, flip_tta=True)
+        tta_flipped = model.predict_maps(images.flip(-1), flip_tta=True)
+    assert maps["normals"].shape == (2, 128, 128, 3) and maps["mask"].dtype == torch.bool
+    assert_close(maps["normals"].norm(dim=-1), torch.ones(2, 128, 128), atol=1e-5)
+    # TTA is mirror-equivariant: the prediction of the mirrored image is the mirrored prediction
+    mirror = torch.tensor([-1.0, 1.0, 1.0])
+    assert_close(tta_flipped["canonical"], tta["canonical"].flip(2) * mirror, atol=1e-5)
+    with pytest.raises(ValueError, match="images: expected shape"):
+        model(torch.rand(1, 3, 64, 64))
+
+
+def test_weight_folder_round_trip(tmp_path):
+    model = DensePredictor(DenseConfig.small())
+    folder = model.save(tmp_path / "dense", metadata={"trained_on": "nothing"})
+    back = DensePredictor.load(folder)
+    assert back.config == model.config and back.metadata["trained_on"] == "nothing"
+    for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_stubs_keep_pickled_state_without_importing(tmp_path):
+    from nphmkit._safe_pickle import load_checkpoint, plain
+
+    cfg = omegaconf.OmegaConf.create({"a": {"b": [1, 2, {"c": "x"}]}})
+    torch.save({"cfg": cfg, "t": torch.ones(2)}, tmp_path / "x.pt")
+    obj = load_checkpoint(tmp_path / "x.pt")
+    assert plain(obj["cfg"]) == {"a": {"b": [1, 2, {"c": "x"}]}} and torch.equal(obj["t"], torch.ones(2))
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"x": _Evil()}, fh)
+    with pytest.raises(Exception):  # noqa: B017 - a legacy pickle is refused one way or another, never run
+        load_checkpoint(tmp_path / "evil.pt")
+    import builtins
+
+    assert not getattr(builtins, "EVIL_RAN", False)
