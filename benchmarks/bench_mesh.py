@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import machine
 
+from _timing import machine
 from nphmkit import NPHMConfig
 from nphmkit.mesh import NPHM_BOUNDS, extract_mesh
 from tests.mesh.shapes import head_like

@@ -14,8 +14,8 @@ import argparse
 import time
 
 import torch
-from _timing import machine
 
+from _timing import machine
 from nphmkit.data.synthetic import SyntheticHead
 from nphmkit.data.synthetic import params as P
 from nphmkit.render import Camera, RenderConfig, TraceConfig, render

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import machine, matmul_rate, median_time
 
+from _timing import machine, matmul_rate, median_time
 from nphmkit import NPHMConfig
 from tests.nphm.cases import make_inputs, make_model
 

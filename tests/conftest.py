@@ -2,6 +2,15 @@
 
 import os
 
+# Triton kernels run on the CPU interpreter when there is no GPU (must be set before triton is imported)
+try:
+    import torch as _torch
+
+    if not _torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+except ImportError:  # pragma: no cover
+    pass
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

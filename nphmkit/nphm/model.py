@@ -92,11 +92,24 @@ class NPHM(nn.Module):
         return any(p.requires_grad for p in self.parameters())
 
     def _backend(self, backend: str, device: torch.device, double_backward: bool = False) -> str:
+        """Resolve ``backend``. The Triton kernels give gradients w.r.t. points and codes only: with grad
+        mode on and weights that require grad, or when a double backward is needed, "auto" uses the torch
+        path and an explicit "triton" is an error."""
         name = resolve_backend(backend, is_cuda=device.type == "cuda", needs_double_backward=double_backward)
-        if name == "triton":
-            from nphmkit.kernels import require_kernels
+        if name != "triton":
+            return name
+        weight_grads = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if weight_grads or double_backward:
+            if backend == "auto":
+                return "torch"
+            why = "a double backward (create_graph=True)" if double_backward else "gradients w.r.t. the weights"
+            raise ValueError(
+                f"backend='triton' cannot give {why}; use backend='torch', or freeze the weights "
+                "(model.requires_grad_(False)) / run under torch.no_grad() when you only need point or code gradients"
+            )
+        from nphmkit.kernels import require_kernels
 
-            require_kernels()
+        require_kernels()
         return name
 
     def _neutral(self, points: torch.Tensor) -> torch.Tensor:

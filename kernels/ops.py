@@ -1,0 +1,242 @@
+"""Torch glue of the Triton kernels: layouts, autograd Functions, and the NPHM query entry points.
+
+Gradients: w.r.t. points and latent codes (through the per-sample tables) by backward kernels;
+not w.r.t. the network weights, and no double backward (``NPHM`` routes those cases to the
+torch path, see ``NPHM._backend``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+
+from nphmkit.nphm import fast, reference
+
+from .expression import expression_backward_kernel, expression_forward_kernel
+from .identity import ensemble_backward_kernel, ensemble_forward_kernel
+
+BM = 32
+_precision = {"mode": "ieee"}
+
+
+def set_precision(mode: str) -> None:
+    """``"ieee"`` (exact float32 products, the default) or ``"tf32"`` (faster on GPUs, ~1e-3 relative)."""
+    if mode not in ("ieee", "tf32"):
+        raise ValueError(f"mode: expected 'ieee' or 'tf32', got {mode!r}")
+    _precision["mode"] = mode
+
+
+def _pad(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _tiles(hp: int) -> tuple[int, int]:
+    t = min(64, hp)
+    return t, t
+
+
+# ---------------------------------------------------------------------------------- identity ensemble
+def block_layout(types: torch.Tensor, n_types: int, bm: int = BM) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows grouped by type in blocks of ``bm`` (fused-MoE layout), without a host sync.
+
+    Returns ``sorted_ids (n_blocks * bm,)`` (row ids, -1 for padding) and ``block_type (n_blocks,)``
+    (-1 for unused blocks), with ``n_blocks = ceil(rows / bm) + n_types`` (an upper bound).
+    """
+    n = types.numel()
+    dev = types.device
+    counts = torch.bincount(types, minlength=n_types)
+    blocks = (counts + bm - 1) // bm
+    first_block = torch.cumsum(blocks, 0) - blocks
+    type_start = torch.cumsum(counts, 0) - counts
+    order = torch.argsort(types, stable=True)
+    sorted_types = types[order]
+    pos = torch.arange(n, device=dev) - type_start[sorted_types]
+    slot = first_block[sorted_types] * bm + pos
+    n_blocks = (n + bm - 1) // bm + n_types
+    sorted_ids = torch.full((n_blocks * bm,), -1, dtype=torch.int32, device=dev)
+    sorted_ids[slot] = order.to(torch.int32)
+    block_type = torch.full((n_blocks,), -1, dtype=torch.int32, device=dev)
+    owner = torch.repeat_interleave(torch.arange(n_types, device=dev), blocks, output_size=None)
+    block_type[: owner.numel()] = owner.to(torch.int32)
+    return sorted_ids, block_type
+
+
+def _ensemble_weights(model):
+    ens, cfg = model.ensemble, model.config
+    d0 = cfg.lat_dim_glob + cfg.lat_dim_loc
+    w0d = ens.weights[0][:, :, d0:].detach().contiguous()
+    wh = torch.stack([w.detach() for w in ens.weights[1:-1]], dim=1).contiguous()  # (T, NH, H, H)
+    bh = torch.stack([b.detach() for b in ens.biases[1:-1]], dim=1).contiguous()
+    wout = ens.weights[-1][:, 0, :].detach().contiguous()
+    bout = ens.biases[-1][:, 0].detach().contiguous()
+    return w0d, wh, bh, wout, bout
+
+
+class _Ensemble(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table, delta, rows, types, model):
+        cfg = model.config
+        h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
+        hp = _pad(h)
+        bn, bk = _tiles(hp)
+        weights = _ensemble_weights(model)
+        sorted_ids, block_type = block_layout(types, cfg.n_types)
+        n_blocks = block_type.numel()
+        out = torch.zeros(rows.numel(), dtype=table.dtype, device=table.device)
+        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=table.dtype, device=table.device)
+        table_c, delta_c = table.detach().contiguous(), delta.detach().contiguous()
+        ensemble_forward_kernel[(n_blocks,)](
+            table_c, rows, delta_c, sorted_ids, block_type, *weights, out, scratch, h, nh, d, cfg.softplus_beta,
+            HP=hp, BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+        )
+        ctx.save_for_backward(table_c, delta_c, rows, sorted_ids, block_type)
+        ctx.model, ctx.weights = model, weights
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        table, delta, rows, sorted_ids, block_type = ctx.saved_tensors
+        cfg = ctx.model.config
+        h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
+        hp = _pad(h)
+        bn, bk = _tiles(hp)
+        w0d, wh, bh, wout, _ = ctx.weights
+        n_blocks = block_type.numel()
+        grad_pre0 = torch.zeros(rows.numel(), h, dtype=table.dtype, device=table.device)
+        grad_delta = torch.zeros_like(delta)
+        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=table.dtype, device=table.device)
+        pres = torch.empty(n_blocks * (nh + 1) * BM * hp, dtype=table.dtype, device=table.device)
+        ensemble_backward_kernel[(n_blocks,)](
+            table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, grad_out.contiguous(), grad_pre0,
+            grad_delta, scratch, pres, h, nh, d, cfg.softplus_beta,
+            HP=hp, BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+        )
+        grad_table = torch.zeros_like(table).index_add_(0, rows.long(), grad_pre0)
+        return grad_table, grad_delta, None, None, None
+
+
+def identity_chunk(model, prep: fast.IdentityPrep, q: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+    """Identity SDF ``(P,)`` of flat canonical queries (the kernel runs the MLPs, torch the blending)."""
+    cfg = model.config
+    slots, delta, w, _ = fast._neighbourhood(model, prep, q, bidx)
+    types = model.slot_types[slots].reshape(-1)
+    rows = (bidx[:, None] * (cfg.n_anchors + 1) + slots).reshape(-1).to(torch.int32)
+    f = _Ensemble.apply(prep.first_layer, delta.reshape(-1, cfg.query_dim), rows, types, model)
+    return (w * f.view(w.shape)).sum(-1)
+
+
+# ---------------------------------------------------------------------------------- expression MLP
+def _expression_weights(model):
+    cfg, layers = model.config, model.expression.layers
+    e = cfg.ex_hidden
+    skip = cfg.ex_skip
+    s2 = math.sqrt(2.0)
+    w0x = layers[0].weight[:, :3].detach().contiguous()
+    hidden, biases = [], []
+    for i in range(1, len(layers) - 1):
+        if i == skip:
+            hidden.append(layers[i].weight[:, :e].detach() / s2)
+            biases.append(torch.zeros_like(layers[i].bias))
+        else:
+            hidden.append(layers[i].weight.detach())
+            biases.append(layers[i].bias.detach())
+    wsx = (layers[skip].weight[:, e : e + 3].detach() / s2).contiguous()
+    wh, bh = torch.stack(hidden).contiguous(), torch.stack(biases).detach().contiguous()
+    wout, bout = layers[-1].weight.detach().contiguous(), layers[-1].bias.detach().contiguous()
+    return w0x, wh, bh, wsx, wout, bout
+
+
+class _Expression(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, first, skip, x, bidx, model):
+        cfg = model.config
+        e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
+        hp = _pad(e)
+        bn, bk = _tiles(hp)
+        w0x, wh, bh, wsx, wout, bout = _expression_weights(model)
+        p = x.shape[0]
+        n_blocks = max(triton.cdiv(p, BM), 1)
+        out = torch.zeros(p, out_dim, dtype=x.dtype, device=x.device)
+        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=x.dtype, device=x.device)
+        first_c, skip_c, x_c = first.detach().contiguous(), skip.detach().contiguous(), x.detach().contiguous()
+        bidx32 = bidx.to(torch.int32)
+        expression_forward_kernel[(n_blocks,)](
+            x_c, bidx32, first_c, skip_c, w0x, wh, bh, wsx, wout, bout, out, scratch, p, e, nh, cfg.ex_skip - 1,
+            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+        )
+        ctx.save_for_backward(first_c, skip_c, x_c, bidx32)
+        ctx.model, ctx.weights = model, (w0x, wh, bh, wsx, wout, bout)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        first, skip, x, bidx = ctx.saved_tensors
+        cfg = ctx.model.config
+        e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
+        hp = _pad(e)
+        bn, bk = _tiles(hp)
+        w0x, wh, bh, wsx, wout, _ = ctx.weights
+        p = x.shape[0]
+        n_blocks = max(triton.cdiv(p, BM), 1)
+        grad_x = torch.zeros_like(x)
+        grad_first_rows = torch.zeros(p, e, dtype=x.dtype, device=x.device)
+        grad_skip_rows = torch.zeros(p, e, dtype=x.dtype, device=x.device)
+        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=x.dtype, device=x.device)
+        pres = torch.empty(n_blocks * (nh + 1) * BM * hp, dtype=x.dtype, device=x.device)
+        expression_backward_kernel[(n_blocks,)](
+            x, bidx, first, skip, w0x, wh, bh, wsx, wout, grad_out.contiguous(), grad_x, grad_first_rows,
+            grad_skip_rows, scratch, pres, p, e, nh, cfg.ex_skip - 1, out_dim, cfg.softplus_beta,
+            HP=hp, OP=_pad(out_dim), BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+        )
+        idx = bidx.long()
+        grad_first = torch.zeros_like(first).index_add_(0, idx, grad_first_rows)
+        grad_skip = torch.zeros_like(skip).index_add_(0, idx, grad_skip_rows)
+        return grad_first, grad_skip, grad_x, None, None
+
+
+def expression_chunk(model, prep: fast.ExpressionPrep, x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+    """Expression MLP output ``(P, 3 + n_hyper)`` of flat points ``x (P, 3)``."""
+    return _Expression.apply(prep.first, prep.skip, x, bidx, model)
+
+
+# ---------------------------------------------------------------------------------- NPHM entry points
+def _graph(model, *tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def identity_sdf(model, canonical_points: torch.Tensor, z_id: torch.Tensor) -> torch.Tensor:
+    graph = _graph(model, canonical_points, z_id)
+    with torch.set_grad_enabled(graph):
+        prep = fast.prepare_identity(model, z_id)
+        return model._chunked(canonical_points, lambda q, b: identity_chunk(model, prep, q, b)[:, None], 1, graph)
+
+
+def canonical(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor) -> torch.Tensor:
+    graph = _graph(model, points, z_id, z_ex)
+    with torch.set_grad_enabled(graph):
+        prep = fast.prepare_expression(model, z_id, z_ex)
+
+        def run(x, b):
+            d = expression_chunk(model, prep, x, b)
+            return torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
+
+        return model._chunked(points, run, model.config.query_dim, graph)
+
+
+def sdf(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor) -> torch.Tensor:
+    graph = _graph(model, points, z_id, z_ex)
+    with torch.set_grad_enabled(graph):
+        anc = reference.anchors(model, z_id)
+        id_prep = fast.prepare_identity(model, z_id, anc)
+        ex_prep = fast.prepare_expression(model, z_id, z_ex, anc)
+
+        def run(x, b):
+            d = expression_chunk(model, ex_prep, x, b)
+            q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
+            return identity_chunk(model, id_prep, q, b)[:, None]
+
+        return model._chunked(points, run, 1, graph)

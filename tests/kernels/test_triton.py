@@ -1,0 +1,107 @@
+"""The Triton kernels against the reference: values and gradients (CPU interpreter in CI, GPU when present)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nphmkit import NPHMConfig
+from tests.helpers import assert_close
+from tests.nphm.cases import make_inputs, make_model
+
+pytest.importorskip("triton")
+from nphmkit.kernels import available  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not available(), reason="triton kernels need a GPU or TRITON_INTERPRET=1")
+
+
+def _frozen(config, seed=0, chunk=40):
+    return make_model(config, seed=seed, chunk_size=chunk).requires_grad_(False)
+
+
+@settings(max_examples=4)
+@given(st.integers(1, 2), st.integers(1, 37), st.integers(0, 999))
+def test_values_match_reference(batch, n_points, seed):
+    model = _frozen(NPHMConfig.tiny(), seed % 5, chunk=23)
+    x, z_id, z_ex = make_inputs(model, batch, n_points, seed)
+    q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2)], dim=-1)
+    with torch.no_grad():
+        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
+        assert_close(model.canonical(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="reference"))
+        assert_close(model.identity_sdf(q, z_id, backend="triton"), model.identity_sdf(q, z_id, backend="reference"))
+
+
+@pytest.mark.parametrize("config", [NPHMConfig.tiny(), NPHMConfig.small()], ids=["tiny", "small"])
+def test_gradients_wrt_points_and_codes_match_reference(config):
+    model = _frozen(config, chunk=30)
+    x, z_id, z_ex = make_inputs(model, 2, 21, seed=3)
+    weights = torch.randn(2, 21, 1)
+    grads = {}
+    for backend in ("triton", "reference"):
+        xs, zi, ze = (t.clone().requires_grad_(True) for t in (x, z_id, z_ex))
+        (model.sdf(xs, zi, ze, backend=backend) * weights).sum().backward()
+        grads[backend] = (xs.grad, zi.grad, ze.grad)
+    for name, a, b in zip(("points", "z_id", "z_ex"), grads["triton"], grads["reference"]):
+        assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+    # normals through the backward kernels
+    _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
+    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
+    assert_close(n_tri, n_ref, atol=1e-4)
+
+
+def test_block_layout_holds_every_row_once_in_single_type_blocks():
+    from nphmkit.kernels.ops import block_layout
+
+    types = torch.randint(0, 7, (203,))
+    types[:40] = 3
+    sorted_ids, block_type = block_layout(types, 7, bm=16)
+    ids = sorted_ids[sorted_ids >= 0].long()
+    assert torch.equal(ids.sort().values, torch.arange(203))
+    blocks = sorted_ids.view(-1, 16)
+    for b, t in enumerate(block_type.tolist()):
+        rows = blocks[b][blocks[b] >= 0].long()
+        if t < 0:
+            assert rows.numel() == 0
+        else:
+            assert bool((types[rows] == t).all())
+
+
+def test_routing_rules():
+    model = make_model(NPHMConfig.tiny())  # weights require grad
+    x, z_id, z_ex = make_inputs(model, 1, 5)
+    with pytest.raises(ValueError, match="gradients w.r.t. the weights"):
+        model.sdf(x, z_id, z_ex, backend="triton")
+    with torch.no_grad():
+        model.sdf(x, z_id, z_ex, backend="triton")  # no graph: fine
+    frozen = _frozen(NPHMConfig.tiny())
+    with pytest.raises(ValueError, match="double backward"):
+        frozen.sdf_and_gradient(x, z_id.requires_grad_(True), z_ex, backend="triton", create_graph=True)
+
+
+def test_tf32_mode_stays_within_its_documented_tolerance():
+    from nphmkit.kernels import ops, set_precision
+
+    model = _frozen(NPHMConfig.small())
+    x, z_id, z_ex = make_inputs(model, 1, 19)
+    set_precision("tf32")
+    try:
+        with torch.no_grad():
+            out = model.sdf(x, z_id, z_ex, backend="triton")
+    finally:
+        set_precision("ieee")
+    with torch.no_grad():
+        ref = model.sdf(x, z_id, z_ex, backend="reference")
+    assert_close(out, ref, atol=2e-3, rtol=1e-2)  # TF32: 10-bit mantissa products (exact on the interpreter)
+    with pytest.raises(ValueError, match="mode"):
+        ops.set_precision("fp8")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_official_sizes_on_gpu():
+    model = _frozen(NPHMConfig.mononphm(), chunk=4096).cuda()
+    x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 5000))
+    with torch.no_grad():
+        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="torch"), atol=1e-5)
