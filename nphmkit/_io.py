@@ -21,9 +21,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; give the usual permissions of a new file
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o644)  # mkstemp (and some writers) create 0600; give a new file's usual permissions
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

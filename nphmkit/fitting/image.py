@@ -28,7 +28,7 @@ from nphmkit.losses import (
     symmetry_loss,
 )
 from nphmkit.nphm import NPHM
-from nphmkit.render import Camera, RenderConfig, render
+from nphmkit.render import Camera, RenderConfig, TraceConfig, render
 
 
 @dataclass(frozen=True)
@@ -36,24 +36,29 @@ class ImageFitConfig:
     """Schedule and weights of :func:`fit_image`."""
 
     steps: int = 150
-    lr_codes: float = 1e-2
-    lr_pose: float = 2e-3
+    lr_codes: float = 5e-3
+    lr_pose: float = 1e-3
     decay_at: float = 0.7
     """Fraction of the steps after which the learning rates are divided by 5."""
     pixels_per_step: int = 1500
     w_normals: float = 1.0
-    w_points: float = 10.0
-    w_silhouette: float = 0.05
+    w_points: float = 30.0
+    w_silhouette: float = 0.02
     robust: str = "huber"
     reg_id: float = 1e-4
     reg_ex: float = 1e-4
     symmetry: float = 1e-3
     fit_pose: bool = True
+    pose_warmup: float = 0.4
+    """Fraction of the steps during which the pose stays at its initial value while the codes adapt
+    (from the mean head, a wrong head size would otherwise be absorbed by the depth)."""
     fit_identity: bool = True
     patience: int = 40
     """Stop when the smoothed loss has not improved by 0.5 % for this many steps."""
     seed: int = 0
-    render: RenderConfig = field(default_factory=RenderConfig)
+    render: RenderConfig = field(default_factory=lambda: RenderConfig(trace=TraceConfig(max_steps=40)))
+    """Renderer settings; fewer march steps than for pictures: the few rays that crawl along a silhouette
+    end as misses (the silhouette loss covers them) instead of costing a full SDF call each."""
 
 
 def _check_maps(normal_map, point_map, mask, point_valid):
@@ -202,19 +207,22 @@ def fit_image(
     objective = ImageObjective(normal_map, point_map, mask, point_valid, K, size, config)
     history, terms_log = [], []
     best, since, smooth = float("inf"), 0, None
-    for _ in tqdm(range(config.steps), desc="fitting image", disable=not progress):
+    warmup = int(config.steps * config.pose_warmup) if init is None or init.rotation is None else 0
+    for step in tqdm(range(config.steps), desc="fitting image", disable=not progress):
         R = axis_angle_to_matrix(rot) @ R0
         terms = objective.losses(model, z_id, z_ex, R, trans, objective.sample())
         loss = total_loss(terms, config) + regularizers(model, z_id, z_ex, config)
         optim.zero_grad(set_to_none=True)
         loss.backward()
+        if step < warmup:
+            rot.grad = trans.grad = None  # pose frozen while the codes catch up
         optim.step()
         sched.step()
         value = float(loss.detach())
         history.append(value)
         terms_log.append({k: float(v.detach()) for k, v in terms.items()})
         smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
-        if smooth < best * 0.995:
+        if step < warmup or smooth < best * 0.995:
             best, since = smooth, 0
         else:
             since += 1

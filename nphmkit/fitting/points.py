@@ -24,6 +24,9 @@ class PointFitConfig:
     reg_id: float = 1e-4
     reg_ex: float = 1e-4
     symmetry: float = 1e-3
+    pose_only: float = 0.4
+    """With ``similarity=True``: fraction of the steps that fit the similarity alone (codes frozen at
+    their start) before the joint fit; free codes would otherwise absorb part of the rotation."""
     batch_points: int = 4000
     """Points per step (a random subset of the cloud)."""
     patience: int = 60
@@ -65,7 +68,8 @@ def fit_points(
     history: list[float] = []
     best, since = float("inf"), 0
     start = time.perf_counter()
-    for _ in range(config.steps):
+    pose_only = int(config.steps * config.pose_only) if similarity else 0
+    for step in range(config.steps):
         idx = torch.randint(0, points.shape[1], (min(config.batch_points, points.shape[1]),), generator=g).to(dev)
         x = points[:, idx]
         R = axis_angle_to_matrix(rot) @ base_R
@@ -86,10 +90,12 @@ def fit_points(
         loss = loss + config.symmetry * symmetry_loss(z_id, layout)
         optim.zero_grad(set_to_none=True)
         loss.backward()
+        if step < pose_only:
+            z_id.grad = z_ex.grad = None
         optim.step()
-        value = float(loss)
+        value = float(loss.detach())
         history.append(value)
-        if value < best * 0.995:
+        if step < pose_only or value < best * 0.995:
             best, since = value, 0
         else:
             since += 1

@@ -82,6 +82,9 @@ def solve_pose(
     best = int(score.argmax())
     R, t = Rt[best, :, :3], Rt[best, :, 3]
     inliers = err[best] < threshold_px
+    # tighten the inlier threshold to the data's own noise (2.5 x the median inlier error, at least
+    # half a pixel): expression-moved points that still fit within a few pixels would bias the pose
+    thr = float(min(threshold_px, max(0.5, 2.5 * float(err[best][inliers].median()))))
     # Gauss-Newton with a Huber weight on the inliers' reprojection error
     r = matrix_to_axis_angle(R[None])[0]
     params = torch.cat([r, t])
@@ -95,12 +98,15 @@ def solve_pose(
         res = residual(params)
         J = torch.autograd.functional.jacobian(residual, params, vectorize=True)
         a = res.reshape(-1, 2).norm(dim=-1).repeat_interleave(2)
-        w = torch.where(a <= threshold_px, torch.ones_like(a), threshold_px / a).sqrt()
+        w = torch.where(a <= thr, torch.ones_like(a), thr / a).sqrt()
         delta = torch.linalg.lstsq(J * w[:, None], -(res * w)[:, None]).solution[:, 0]
         params = params + delta
         uv_all, depth_all = _project(axis_angle_to_matrix(params[None, :3])[0], params[3:], X, Kd)
         err_all = (uv_all - pix).norm(dim=-1)
-        inliers = (err_all < threshold_px) & (depth_all > 0)
+        inliers = (err_all < thr) & (depth_all > 0)
+        if bool(inliers.any()):
+            thr = float(min(threshold_px, max(0.5, 2.5 * float(err_all[inliers].median()))))
+            inliers = (err_all < thr) & (depth_all > 0)
         if float(delta.norm()) < 1e-9:
             break
     R = axis_angle_to_matrix(params[None, :3])[0]

@@ -1,7 +1,7 @@
 """Fit a video: one identity, per-frame expression and pose, temporally smooth.
 
-Frames are first fitted one after another, each warm-started from the previous frame's
-expression and pose (the first frame from PnP and zero codes), then refined jointly: all
+Frames are first fitted one after another, each warm-started from the previous frame's codes
+(the first frame from zero codes) with its pose from its own point map (PnP), then refined jointly: all
 frames render in one batch with a shared identity code and a smoothness penalty on
 frame-to-frame changes of expression codes, rotations and translations.
 """
@@ -39,8 +39,11 @@ class VideoFitConfig:
     joint_steps: int = 80
     """Steps of the joint refinement over all frames."""
     smooth_codes: float = 1.0
-    smooth_rotation: float = 20.0
-    smooth_translation: float = 20.0
+    """Weight of the squared second differences (accelerations) of the expression codes over time."""
+    smooth_rotation: float = 500.0
+    """Same for the rotation (axis-angle, radians): 1 degree of jitter costs about 0.15."""
+    smooth_translation: float = 5000.0
+    """Same for the translation (NPHM units): 1 mm (0.004) of jitter costs about 0.08."""
     image: ImageFitConfig = field(default_factory=ImageFitConfig)
 
 
@@ -79,8 +82,11 @@ def fit_video(
         if i == 0:
             res = fit_image(model, nm, pm, mk, k, config=replace(img, steps=config.first_steps), point_valid=pv)
         else:
+            # codes warm-start from the previous frame; the pose comes from this frame's own PnP
+            # (chained pose warm starts drift in depth, where single views are weakest)
             prev = results[-1]
-            res = fit_image(model, nm, pm, mk, k, init=prev, point_valid=pv,
+            init = FitResult(prev.z_id, prev.z_ex, None, None, prev.scale)
+            res = fit_image(model, nm, pm, mk, k, init=init, point_valid=pv,
                             config=replace(img, steps=config.frame_steps, fit_identity=False))
         results.append(res)
     z_id = results[0].z_id.clone()
@@ -104,9 +110,9 @@ def fit_video(
         terms = objective.losses(model, zi, z_ex, R, trans, objective.sample())
         aa = matrix_to_axis_angle(R)
         smooth = (
-            config.smooth_codes * temporal_smoothness(z_ex)
-            + config.smooth_rotation * temporal_smoothness(aa)
-            + config.smooth_translation * temporal_smoothness(trans)
+            config.smooth_codes * temporal_smoothness(z_ex, order=2)
+            + config.smooth_rotation * temporal_smoothness(aa, order=2)
+            + config.smooth_translation * temporal_smoothness(trans, order=2)
         )
         terms["smoothness"] = smooth
         loss = total_loss(terms, img) * n + smooth + regularizers(model, z_id, z_ex, img)

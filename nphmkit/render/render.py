@@ -14,7 +14,7 @@ so it never imports a head model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -38,6 +38,9 @@ class RenderConfig:
     """How far behind a hit the soft silhouette samples the inside of the surface."""
     chunk: int = 1 << 17
     """Rays per tracing chunk (per batch element)."""
+    min_step_px: float = 0.0
+    """Smallest sphere-tracing step in pixels at the distance travelled (0, the default: none; see
+    TraceConfig.min_step; it trades exactness at thin features for fewer steps)."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +137,14 @@ def render(
         origins, dirs = camera.rays(pixels)
         center = origins.new_tensor(config.bound_center)
         near, far = _sphere_range(origins, dirs, center, config.bound_radius)
+        trace_cfg = config.trace
+        if config.min_step_px > 0:  # a quarter pixel at the distance travelled
+            focal = float(camera.K[:, 0, 0].min())
+            trace_cfg = replace(trace_cfg, min_step=max(trace_cfg.min_step, config.min_step_px / focal))
         ts, hits, evals, closest_t, closest_s = [], [], [], [], []
         for start in range(0, n, config.chunk):
             sl = slice(start, start + config.chunk)
-            res = sphere_trace(sdf_fn, origins[:, sl], dirs[:, sl], near[:, sl], far[:, sl], config.trace)
+            res = sphere_trace(sdf_fn, origins[:, sl], dirs[:, sl], near[:, sl], far[:, sl], trace_cfg)
             ts.append(res.t)
             hits.append(res.hit)
             evals.append(res.n_evals)
@@ -153,7 +160,8 @@ def render(
     m = max(int(counts.max()), 1)
     idx = torch.argsort((~hit).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m, device=idx.device)[None, :] < counts[:, None]
-    o, d, t = _gather(origins_g, idx), _gather(dirs_g, idx), _gather(t0, idx)
+    o, d = _gather(origins_g, idx), _gather(dirs_g, idx)
+    t = torch.where(valid, _gather(t0, idx), torch.zeros_like(t0[:, :1]))  # padding: finite dummy points
     with torch.set_grad_enabled(differentiable):
         x0 = o + t[..., None] * d
         if differentiable:
@@ -227,7 +235,8 @@ def _soft_mask(sdf_fn, origins, dirs, t0, hit, c_t, c_s, idx, valid, n, config, 
     m = max(int(counts.max()), 1)
     pidx = torch.argsort((~near_band).to(torch.int8), dim=1, stable=True)[:, :m]
     pvalid = torch.arange(m, device=pidx.device)[None, :] < counts[:, None]
-    pts = _gather(origins, pidx) + _gather(probe_t, pidx)[..., None] * _gather(dirs, pidx)
+    probe = torch.where(pvalid, _gather(probe_t, pidx), torch.zeros_like(probe_t[:, :1]))
+    pts = _gather(origins, pidx) + probe[..., None] * _gather(dirs, pidx)
     s = sdf_fn(pts)
     soft_band = _scatter(torch.sigmoid(-s / tau) * pvalid.to(s.dtype), pidx, pvalid, n)
     far_val = torch.sigmoid(-torch.nan_to_num(c_s, nan=1.0, posinf=1.0) / tau).to(soft_band.dtype)

@@ -32,6 +32,10 @@ class TraceConfig:
     """Regula-falsi iterations on a hit's bracket."""
     refine_tol: float = 1e-6
     """Stop refining when |sdf| at the estimate is below this."""
+    min_step: float = 0.0
+    """Smallest step, as a fraction of the distance travelled ``t`` (``RenderConfig.min_step_px`` sets it
+    in pixels). Rays grazing a silhouette then leave in a few steps instead of crawling along it; a step
+    that crosses the surface is caught by the bracket. Features thinner than a step can be missed."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def _eval_rays(sdf_fn: Callable, origins, dirs, t, mask, n_evals) -> torch.Tenso
         return out
     idx = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :m]  # live rays first
     valid = torch.arange(m, device=t.device)[None, :] < counts[:, None]
-    tt = t.gather(1, idx)
+    tt = torch.where(valid, t.gather(1, idx), torch.zeros_like(t[:, :1]))  # padding: finite dummy points
     pts = origins.gather(1, idx[..., None].expand(-1, -1, 3)) + tt[..., None] * dirs.gather(1, idx[..., None].expand(-1, -1, 3))
     vals = sdf_fn(pts)
     if vals.shape != idx.shape:
@@ -93,10 +97,10 @@ def sphere_trace(
     for _ in range(cfg.max_steps):
         if not bool(active.any()):
             break
-        step = omega * s
+        step = torch.maximum(omega * s, cfg.min_step * t)
         t_new = t + step
         s_new = _eval_rays(sdf_fn, origins, dirs, t_new, active, n_evals)
-        relaxed = omega > 1.0
+        relaxed = (omega > 1.0) & (omega * s >= cfg.min_step * t)
         # a relaxed step that lands inside, or whose spheres do not overlap, is retried plainly;
         # a plain step that lands inside (a field steeper than 1) brackets the surface
         cross = active & (s_new < 0) & ~relaxed

@@ -1,0 +1,160 @@
+"""Fitting recovers geometry and pose of targets made by the shipped small NPHM with known codes.
+
+The shipped model (trained on the synthetic family by examples/train_small_nphm.py) renders the
+targets with the codes of its training shapes; every fit starts from zero codes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nphmkit.fitting import (
+    ImageFitConfig,
+    PointFitConfig,
+    VideoFitConfig,
+    fit_image,
+    fit_points,
+    fit_video,
+    pose_from_point_map,
+    solve_pose,
+    surface_distance,
+)
+from nphmkit.fitting.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from nphmkit.nphm.meshing import head_mesh
+from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+from nphmkit.render import Camera, RenderConfig, TraceConfig, default_intrinsics, render
+from tests.helpers import assert_close
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_small_nphm()
+
+
+@pytest.fixture(scope="module")
+def codes():
+    reg = np.load(SMALL_NPHM / "registrations.npz")
+    return torch.from_numpy(reg["z_id"]), torch.from_numpy(reg["z_ex"])
+
+
+def _angle_deg(Ra, Rb):
+    return float(matrix_to_axis_angle(Ra @ Rb.transpose(1, 2)).norm(dim=-1).max() * 180 / np.pi)
+
+
+def _render_target(model, z_id, z_ex, R, t, size):
+    cam = Camera(default_intrinsics((size, size), batch=R.shape[0]), R, t, (size, size))
+    field = model.field(z_id, z_ex)
+    with torch.no_grad():
+        return render(field, cam, field.canonical, differentiable=False), cam
+
+
+def test_rotation_parameterization_round_trip():
+    v = torch.randn(6, 3) * 0.8
+    R = axis_angle_to_matrix(v)
+    assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(6, 3, 3), atol=1e-5)
+    assert_close(matrix_to_axis_angle(R), v, atol=1e-4)
+    assert_close(axis_angle_to_matrix(torch.zeros(1, 3))[0], torch.eye(3))
+
+
+def test_pnp_is_robust_to_outliers():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 3, generator=g) * 0.2
+    R = axis_angle_to_matrix(torch.tensor([[0.2, -0.5, 0.1]]))[0]
+    t = torch.tensor([0.05, -0.02, 2.6])
+    K = default_intrinsics((256, 256))[0]
+    uv = (X @ R.T + t) @ K.T
+    pix = uv[:, :2] / uv[:, 2:] + 0.3 * torch.randn(400, 2, generator=g)
+    pix[:100] += torch.rand(100, 2, generator=g) * 60  # 25 % outliers
+    est = solve_pose(pix, X, K)
+    assert _angle_deg(est.R[None], R[None]) < 0.3 and (est.t - t).norm() < 0.005
+    assert est.inliers[100:].float().mean() > 0.95 and est.inliers[:100].float().mean() < 0.3
+    with pytest.raises(ValueError, match="at least 6"):
+        solve_pose(pix[:4], X[:4], K)
+
+
+def test_fit_points_registers_a_scan(model, codes):
+    z_id, z_ex = codes[0][5:6], codes[1][5:6]
+    mesh = head_mesh(model, z_id, z_ex, resolution=64, progress=False)
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(mesh.n_vertices, generator=g)
+    pts, normals = mesh.vertices[pick[:3000]][None], mesh.vertex_normals()[pick[:3000]][None]
+    test_pts = mesh.vertices[pick[3000:6000]][None]
+    zero = surface_distance(model, fit_points(model, pts, config=PointFitConfig(steps=1)), test_pts).mean()
+    res = fit_points(model, pts, normals, config=PointFitConfig(steps=150))
+    fitted = surface_distance(model, res, test_pts).mean()
+    assert fitted * 250 < 1.0 and fitted < 0.3 * zero, (fitted * 250, zero * 250)
+    # a scan in another frame: fit a similarity too
+    R = axis_angle_to_matrix(torch.tensor([[0.0, 0.15, 0.05]]))
+    t = torch.tensor([[0.01, -0.02, 0.03]])
+    moved = torch.einsum("bij,bnj->bni", R, pts) + t[:, None]
+    res = fit_points(model, moved, config=PointFitConfig(steps=200), similarity=True)
+    assert _angle_deg(res.rotation, R) < 2.0 and (res.translation - t).norm() * 250 < 3.0
+
+
+def test_fit_image_recovers_pose_and_geometry(model, codes):
+    z_id, z_ex = codes[0][65:66], codes[1][65:66]  # a training shape with an open, smiling mouth
+    R = axis_angle_to_matrix(torch.tensor([[0.1, 0.4, -0.05]]))
+    t = torch.tensor([[0.03, -0.02, 2.6]])
+    out, cam = _render_target(model, z_id, z_ex, R, t, 96)
+    pnp = pose_from_point_map(out.canonical[0], out.mask[0], cam.K[0])
+    assert _angle_deg(pnp.R[None], R) < 3.0
+    res = fit_image(model, out.normals, out.canonical, out.mask, cam, config=ImageFitConfig(steps=80, patience=80),
+                    point_valid=out.canonical_valid)
+    assert _angle_deg(res.rotation, R) < 2.0 and (res.translation - t).norm() * 250 < 5.0
+    assert res.terms[-1]["normals"] < 0.5 * res.terms[0]["normals"]
+    # the target surface (in its camera frame) lies on the fitted surface
+    mesh = head_mesh(model, z_id, z_ex, resolution=48, progress=False)
+    cam_pts = torch.einsum("bij,nj->bni", R, mesh.vertices) + t[:, None]
+    in_fit = torch.einsum("bji,bnj->bni", res.rotation, cam_pts - res.translation[:, None])
+    visible = mesh.vertex_normals()[:, 2] > 0.3  # facing the camera (it looks along -z of the head)
+    with torch.no_grad():
+        dist = model.sdf(in_fit[:, visible], res.z_id, res.z_ex)[..., 0].abs() * 250
+        zero = model.sdf(in_fit[:, visible], torch.zeros_like(z_id), torch.zeros_like(z_ex))[..., 0].abs() * 250
+    # 96^2 pixels are about 3 mm wide at this distance: a few millimetres is what the image can tell
+    assert dist.median() < 2.5 and dist.mean() < 0.9 * zero.mean(), (dist.median(), dist.mean(), zero.mean())
+
+
+def test_bad_maps_are_named(model):
+    cam = Camera(default_intrinsics((8, 8)), torch.eye(3)[None], torch.zeros(1, 3), (8, 8))
+    with pytest.raises(ValueError, match="point_map: expected shape"):
+        fit_image(model, torch.zeros(1, 8, 8, 3), torch.zeros(1, 8, 9, 3), torch.ones(1, 8, 8, dtype=torch.bool), cam)
+    with pytest.raises(ValueError, match="camera: expected image size"):
+        fit_image(model, torch.zeros(1, 6, 6, 3), torch.zeros(1, 6, 6, 3), torch.ones(1, 6, 6, dtype=torch.bool), cam)
+
+
+@pytest.mark.slow
+def test_video_fit_is_smoother_at_equal_error(model, codes):
+    """A 4-frame sequence with smooth expression and head motion: joint video fitting moves less
+    from frame to frame than independent per-frame fits, at no worse per-frame normal error."""
+    z_id = codes[0][9:10].expand(4, -1)
+    z0, z1 = codes[1][9], codes[1][10]
+    alpha = torch.linspace(0, 1, 4)[:, None]
+    z_ex = (1 - alpha) * z0 + alpha * z1
+    R = axis_angle_to_matrix(torch.stack([torch.zeros(4), 0.3 + 0.05 * torch.arange(4.0), torch.zeros(4)], -1))
+    t = torch.tensor([0.0, -0.02, 2.6]).expand(4, 3).clone()
+    out, cam = _render_target(model, z_id, z_ex, R, t, 56)
+    img_cfg = ImageFitConfig(steps=50, render=RenderConfig(trace=TraceConfig(max_steps=24)))  # kept short for the suite
+    per_frame = [fit_image(model, out.normals[i : i + 1], out.canonical[i : i + 1], out.mask[i : i + 1], cam.K[i : i + 1],
+                           config=img_cfg, point_valid=out.canonical_valid[i : i + 1]) for i in range(4)]
+    video = fit_video(model, out.normals, out.canonical, out.mask, cam.K, point_valid=out.canonical_valid, progress=False,
+                      config=VideoFitConfig(first_steps=50, frame_steps=25, joint_steps=30, image=img_cfg))
+
+    def jitter(ts):
+        return float(((ts[2:] - 2 * ts[1:-1] + ts[:-2]) ** 2).sum(-1).mean().sqrt()) * 250  # mm
+
+    def normal_error(rot, trans, zi, ze):
+        c = Camera(cam.K, rot, trans, cam.image_size)
+        f = model.field(zi, ze)
+        with torch.no_grad():
+            r = render(f, c, differentiable=False)
+        both = r.mask & out.mask
+        return float((r.normals - out.normals).norm(dim=-1)[both].mean())
+
+    pf_t = torch.cat([r.translation for r in per_frame])
+    pf_err = normal_error(torch.cat([r.rotation for r in per_frame]), pf_t, torch.cat([r.z_id for r in per_frame]),
+                          torch.cat([r.z_ex for r in per_frame]))
+    vid_err = normal_error(video.rotation, video.translation, video.z_id, video.z_ex)
+    assert jitter(video.translation) < jitter(pf_t)
+    assert vid_err <= pf_err * 1.1, (vid_err, pf_err)

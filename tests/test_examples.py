@@ -1,0 +1,40 @@
+"""The example scripts run at toy size: training the small NPHM, the whole demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, cwd):
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_train_small_nphm_at_toy_size(tmp_path):
+    stdout = _run([str(ROOT / "examples" / "train_small_nphm.py"), "--toy", "--quiet", "-o", str(tmp_path / "w")], ROOT)
+    assert "fit_points_heldout_mm" in stdout
+    quality = json.loads((tmp_path / "w" / "quality.json").read_text())
+    assert quality["preset"] == "tiny" and "not real people" in quality["trained_on"]
+    from nphmkit.nphm import NPHM
+
+    model = NPHM.load(tmp_path / "w")
+    assert model.metadata["script"] == "examples/train_small_nphm.py"
+
+
+def test_demo_writes_every_output(tmp_path):
+    stdout = _run([str(ROOT / "examples" / "pix2nphm_full.py"), "--images", "1", "--steps", "4", "--resolution", "40",
+                   "--out", str(tmp_path)], ROOT)
+    assert "SYNTHETIC" in stdout and "surface error" in stdout
+    names = {p.name for p in tmp_path.iterdir()}
+    for suffix in ("posed.ply", "neutral.ply", "landmarks.json", "codes.npz", "normals.png", "overlay.png",
+                   "side_by_side.png", "official_codes"):
+        assert f"01_{suffix}" in names, suffix
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["images"][0]["posed_mesh"]["faces"] > 0
+    assert len(json.loads((tmp_path / "01_landmarks.json").read_text())["landmarks"]) == 7
