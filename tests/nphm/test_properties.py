@@ -75,10 +75,18 @@ def test_unknown_backend_is_named():
         model.sdf(*make_inputs(model, 1, 3), backend="cuda")
 
 
-def test_triton_backend_without_kernels_says_so():
-    model = make_model()
-    with pytest.raises((NotImplementedError, ImportError), match="triton"):
+def test_triton_backend_without_triton_names_the_extra(monkeypatch):
+    import nphmkit.kernels as kernels
+
+    monkeypatch.setitem(kernels._state, "checked", True)
+    monkeypatch.setitem(kernels._state, "error", "backend='triton' needs the optional package 'triton'; install it "
+                        "with: pip install 'nphmkit[triton]'")
+    model = make_model().requires_grad_(False)
+    with pytest.raises(ImportError, match=r"nphmkit\[triton\]"):
         model.sdf(*make_inputs(model, 1, 3), backend="triton")
+    assert not kernels.available()
+    with torch.no_grad():
+        model.sdf(*make_inputs(model, 1, 3), backend="auto")  # auto never needs triton on the CPU
 
 
 def test_codes_round_trip_npz_and_official_layout(tmp_path):
