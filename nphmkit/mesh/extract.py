@@ -121,7 +121,7 @@ def _coarse_to_fine_values(ev: _Evaluator, res: Sequence[int], spacing, levels: 
 
 def extract_mesh(
     sdf_fn: SdfFn,
-    bounds=NPHM_BOUNDS,
+    bounds: Sequence[Sequence[float]] = NPHM_BOUNDS,
     resolution: int | Sequence[int] = 256,
     method: str = "coarse_to_fine",
     level: float = 0.0,
