@@ -58,6 +58,7 @@ def main() -> int:
     print(BANNER)
     start_all = time.perf_counter()
     try:
+        from nphmkit._io import write_text
         from nphmkit.data.dataset import ImageDataset
         from nphmkit.data.image_io import write_png
         from nphmkit.data.synthetic import SyntheticHead
@@ -105,7 +106,7 @@ def main() -> int:
         save_mesh(f"{stem}_posed.ply", posed)
         save_mesh(f"{stem}_neutral.ply", neutral)
         marks = landmarks_on_mesh(model, z_id, z_ex, posed)
-        (Path(f"{stem}_landmarks.json")).write_text(json.dumps(
+        write_text(f"{stem}_landmarks.json", json.dumps(
             {"units": "NPHM (x 250 = mm), head space", "landmarks": dict(zip(LANDMARK_ANCHORS, marks.tolist()))}, indent=1))
         save_codes(f"{stem}_codes.npz", z_id, z_ex, rotation=res.rotation, translation=res.translation, scale=res.scale)
         save_official_codes(f"{stem}_official_codes", z_id, z_ex)
@@ -151,7 +152,7 @@ def main() -> int:
               f"(median {row['surface_error_mm']['median']:.2f}), landmarks {row['landmark_error_mm']:.2f} mm, "
               f"normals {row['normal_error_deg']:.1f} deg, mask IoU {row['mask_iou']:.3f}, pose {rot_deg:.2f} deg / "
               f"{trans_mm:.1f} mm; meshes {posed.n_vertices} + {neutral.n_vertices} vertices in {t_mesh:.1f} s")
-    (out / "summary.json").write_text(json.dumps({"model": quality["trained_on"], "images": summary}, indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps({"model": quality["trained_on"], "images": summary}, indent=1) + "\n")
     print(f"\nWrote meshes (PLY), landmarks, codes (.npz and the official layout), renders and side-by-side pictures "
           f"(input | overlay | reconstruction) to {out}/ in {time.perf_counter() - start_all:.0f} s.")
     print("Reminder: the weights know only the synthetic family; this demo shows the pipeline, not real-photo quality.")
