@@ -17,8 +17,22 @@ from nphmkit.nphm import fast, reference
 from .expression import expression_backward_kernel, expression_forward_kernel
 from .identity import ensemble_backward_kernel, ensemble_forward_kernel
 
-BM = 32
 _precision = {"mode": "ieee"}
+_launch = {"block_m": 32, "tile": 64, "num_warps": 4}
+
+
+def configure(block_m: int | None = None, tile: int | None = None, num_warps: int | None = None) -> dict:
+    """Set the launch shape (rows per program, the ``tl.dot`` tile edge, warps per program); returns it.
+
+    Powers of two only; ``block_m`` and ``tile`` at least 16 (the smallest ``tl.dot`` a GPU accepts).
+    """
+    for name, value, low in (("block_m", block_m, 16), ("tile", tile, 16), ("num_warps", num_warps, 1)):
+        if value is None:
+            continue
+        if value < low or value & (value - 1):
+            raise ValueError(f"{name}: expected a power of two >= {low}, got {value}")
+        _launch[name] = value
+    return dict(_launch)
 
 
 def set_precision(mode: str) -> None:
@@ -33,17 +47,18 @@ def _pad(n: int) -> int:
 
 
 def _tiles(hp: int) -> tuple[int, int]:
-    t = min(64, hp)
+    t = min(_launch["tile"], hp)
     return t, t
 
 
 # ---------------------------------------------------------------------------------- identity ensemble
-def block_layout(types: torch.Tensor, n_types: int, bm: int = BM) -> tuple[torch.Tensor, torch.Tensor]:
+def block_layout(types: torch.Tensor, n_types: int, bm: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows grouped by type in blocks of ``bm`` (fused-MoE layout), without a host sync.
 
     Returns ``sorted_ids (n_blocks * bm,)`` (row ids, -1 for padding) and ``block_type (n_blocks,)``
     (-1 for unused blocks), with ``n_blocks = ceil(rows / bm) + n_types`` (an upper bound).
     """
+    bm = bm or _launch["block_m"]
     n = types.numel()
     dev = types.device
     counts = torch.bincount(types, minlength=n_types)
@@ -82,17 +97,18 @@ class _Ensemble(torch.autograd.Function):
         hp = _pad(h)
         bn, bk = _tiles(hp)
         weights = _ensemble_weights(model)
-        sorted_ids, block_type = block_layout(types, cfg.n_types)
+        bm = _launch["block_m"]
+        sorted_ids, block_type = block_layout(types, cfg.n_types, bm)
         n_blocks = block_type.numel()
         out = torch.zeros(rows.numel(), dtype=table.dtype, device=table.device)
-        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=table.dtype, device=table.device)
+        scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=table.dtype, device=table.device)
         table_c, delta_c = table.detach().contiguous(), delta.detach().contiguous()
         ensemble_forward_kernel[(n_blocks,)](
             table_c, rows, delta_c, sorted_ids, block_type, *weights, out, scratch, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            HP=hp, BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee", num_warps=_launch["num_warps"],
         )
         ctx.save_for_backward(table_c, delta_c, rows, sorted_ids, block_type)
-        ctx.model, ctx.weights = model, weights
+        ctx.model, ctx.weights, ctx.bm = model, weights, bm
         return out
 
     @staticmethod
@@ -104,15 +120,16 @@ class _Ensemble(torch.autograd.Function):
         hp = _pad(h)
         bn, bk = _tiles(hp)
         w0d, wh, bh, wout, _ = ctx.weights
+        bm = ctx.bm
         n_blocks = block_type.numel()
         grad_pre0 = torch.zeros(rows.numel(), h, dtype=table.dtype, device=table.device)
         grad_delta = torch.zeros_like(delta)
-        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=table.dtype, device=table.device)
-        pres = torch.empty(n_blocks * (nh + 1) * BM * hp, dtype=table.dtype, device=table.device)
+        scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=table.dtype, device=table.device)
+        pres = torch.empty(n_blocks * (nh + 1) * bm * hp, dtype=table.dtype, device=table.device)
         ensemble_backward_kernel[(n_blocks,)](
             table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, grad_out.contiguous(), grad_pre0,
             grad_delta, scratch, pres, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            HP=hp, BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee", num_warps=_launch["num_warps"],
         )
         grad_table = torch.zeros_like(table).index_add_(0, rows.long(), grad_pre0)
         return grad_table, grad_delta, None, None, None
@@ -158,14 +175,16 @@ class _Expression(torch.autograd.Function):
         bn, bk = _tiles(hp)
         w0x, wh, bh, wsx, wout, bout = _expression_weights(model)
         p = x.shape[0]
-        n_blocks = max(triton.cdiv(p, BM), 1)
+        bm = _launch["block_m"]
+        n_blocks = max(triton.cdiv(p, bm), 1)
         out = torch.zeros(p, out_dim, dtype=x.dtype, device=x.device)
-        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=x.dtype, device=x.device)
+        scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=x.dtype, device=x.device)
         first_c, skip_c, x_c = first.detach().contiguous(), skip.detach().contiguous(), x.detach().contiguous()
         bidx32 = bidx.to(torch.int32)
         expression_forward_kernel[(n_blocks,)](
             x_c, bidx32, first_c, skip_c, w0x, wh, bh, wsx, wout, bout, out, scratch, p, e, nh, cfg.ex_skip - 1,
-            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            num_warps=_launch["num_warps"],
         )
         ctx.save_for_backward(first_c, skip_c, x_c, bidx32)
         ctx.model, ctx.weights = model, (w0x, wh, bh, wsx, wout, bout)
@@ -181,16 +200,18 @@ class _Expression(torch.autograd.Function):
         bn, bk = _tiles(hp)
         w0x, wh, bh, wsx, wout, _ = ctx.weights
         p = x.shape[0]
-        n_blocks = max(triton.cdiv(p, BM), 1)
+        bm = _launch["block_m"]
+        n_blocks = max(triton.cdiv(p, bm), 1)
         grad_x = torch.zeros_like(x)
         grad_first_rows = torch.zeros(p, e, dtype=x.dtype, device=x.device)
         grad_skip_rows = torch.zeros(p, e, dtype=x.dtype, device=x.device)
-        scratch = torch.empty(n_blocks * 2 * BM * hp, dtype=x.dtype, device=x.device)
-        pres = torch.empty(n_blocks * (nh + 1) * BM * hp, dtype=x.dtype, device=x.device)
+        scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=x.dtype, device=x.device)
+        pres = torch.empty(n_blocks * (nh + 1) * bm * hp, dtype=x.dtype, device=x.device)
         expression_backward_kernel[(n_blocks,)](
             x, bidx, first, skip, w0x, wh, bh, wsx, wout, grad_out.contiguous(), grad_x, grad_first_rows,
             grad_skip_rows, scratch, pres, p, e, nh, cfg.ex_skip - 1, out_dim, cfg.softplus_beta,
-            HP=hp, OP=_pad(out_dim), BM=BM, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            num_warps=_launch["num_warps"],
         )
         idx = bidx.long()
         grad_first = torch.zeros_like(first).index_add_(0, idx, grad_first_rows)

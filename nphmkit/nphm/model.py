@@ -110,6 +110,12 @@ class NPHM(nn.Module):
         from nphmkit.kernels import require_kernels
 
         require_kernels()
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(
+                f"backend='triton' runs on CUDA tensors, got points on {device}; move the model and inputs to a "
+                "GPU (model.cuda(), x.cuda()), use backend='torch', or set TRITON_INTERPRET=1 to run the kernels "
+                "on the CPU interpreter"
+            )
         return name
 
     def _neutral(self, points: torch.Tensor) -> torch.Tensor:
@@ -219,11 +225,7 @@ class NPHM(nn.Module):
         self._check_codes(z_id, z_ex, points.shape[0])
         if create_graph is None:
             create_graph = self._needs_graph(points, z_id, z_ex)
-        name = self._backend(backend, points.device, double_backward=create_graph)
-        if name == "torch" and not create_graph:
-            sdf, grad = self._sdf_and_grad_explicit(points, z_id, z_ex)
-        else:
-            sdf, grad = self._sdf_and_grad_autograd(points, z_id, z_ex, name, create_graph)
+        sdf, grad = self.sdf_and_gradient(points, z_id, z_ex, backend=backend, create_graph=create_graph)
         return sdf, grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def sdf_and_gradient(
@@ -242,7 +244,24 @@ class NPHM(nn.Module):
         name = self._backend(backend, points.device, double_backward=create_graph)
         if name == "torch" and not create_graph:
             return self._sdf_and_grad_explicit(points, z_id, z_ex)
+        if name == "triton" and not create_graph:
+            return self._sdf_and_grad_chunked(points, z_id, z_ex)
         return self._sdf_and_grad_autograd(points, z_id, z_ex, name, create_graph)
+
+    def _sdf_and_grad_chunked(self, points, z_id, z_ex):
+        """No graph wanted: the kernels' backward one chunk of points at a time (bounded memory)."""
+        b, n, _ = points.shape
+        step = max(1, self.config.chunk_size // b)
+        sdf, grad = points.new_empty(b, n, 1), points.new_empty(b, n, 3)
+        z_id = z_id.detach()
+        z_ex = None if z_ex is None else z_ex.detach()
+        with torch.enable_grad():
+            for s in range(0, n, step):
+                x = points[:, s : s + step].detach().requires_grad_(True)
+                f = self.sdf(x, z_id, z_ex, backend="triton")
+                (g,) = torch.autograd.grad(f.sum(), x)
+                sdf[:, s : s + step], grad[:, s : s + step] = f.detach(), g
+        return sdf, grad
 
     def _sdf_and_grad_autograd(self, points, z_id, z_ex, backend, create_graph):
         with torch.enable_grad():

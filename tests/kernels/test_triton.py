@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,18 +17,24 @@ pytest.importorskip("triton")
 from nphmkit.kernels import available  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not available(), reason="triton kernels need a GPU or TRITON_INTERPRET=1")
+# the interpreter runs on CPU tensors; a real GPU needs CUDA tensors
+DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available() else "cuda"
 
 
 def _frozen(config, seed=0, chunk=40):
-    return make_model(config, seed=seed, chunk_size=chunk).requires_grad_(False)
+    return make_model(config, seed=seed, chunk_size=chunk).requires_grad_(False).to(DEVICE)
+
+
+def _inputs(model, batch, n, seed=0):
+    return tuple(t.to(DEVICE) for t in make_inputs(model, batch, n, seed))
 
 
 @settings(max_examples=4)
 @given(st.integers(1, 2), st.integers(1, 37), st.integers(0, 999))
 def test_values_match_reference(batch, n_points, seed):
     model = _frozen(NPHMConfig.tiny(), seed % 5, chunk=23)
-    x, z_id, z_ex = make_inputs(model, batch, n_points, seed)
-    q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2)], dim=-1)
+    x, z_id, z_ex = _inputs(model, batch, n_points, seed)
+    q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2, device=DEVICE)], dim=-1)
     with torch.no_grad():
         assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
         assert_close(model.canonical(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="reference"))
@@ -36,8 +44,8 @@ def test_values_match_reference(batch, n_points, seed):
 @pytest.mark.parametrize("config", [NPHMConfig.tiny(), NPHMConfig.small()], ids=["tiny", "small"])
 def test_gradients_wrt_points_and_codes_match_reference(config):
     model = _frozen(config, chunk=30)
-    x, z_id, z_ex = make_inputs(model, 2, 21, seed=3)
-    weights = torch.randn(2, 21, 1)
+    x, z_id, z_ex = _inputs(model, 2, 21, seed=3)
+    weights = torch.randn(2, 21, 1, device=DEVICE)
     grads = {}
     for backend in ("triton", "reference"):
         xs, zi, ze = (t.clone().requires_grad_(True) for t in (x, z_id, z_ex))
@@ -69,8 +77,8 @@ def test_block_layout_holds_every_row_once_in_single_type_blocks():
 
 
 def test_routing_rules():
-    model = make_model(NPHMConfig.tiny())  # weights require grad
-    x, z_id, z_ex = make_inputs(model, 1, 5)
+    model = make_model(NPHMConfig.tiny()).to(DEVICE)  # weights require grad
+    x, z_id, z_ex = _inputs(model, 1, 5)
     with pytest.raises(ValueError, match="gradients w.r.t. the weights"):
         model.sdf(x, z_id, z_ex, backend="triton")
     with torch.no_grad():
@@ -84,7 +92,7 @@ def test_tf32_mode_stays_within_its_documented_tolerance():
     from nphmkit.kernels import ops, set_precision
 
     model = _frozen(NPHMConfig.small())
-    x, z_id, z_ex = make_inputs(model, 1, 19)
+    x, z_id, z_ex = _inputs(model, 1, 19)
     set_precision("tf32")
     try:
         with torch.no_grad():
@@ -105,3 +113,33 @@ def test_official_sizes_on_gpu():
     x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 5000))
     with torch.no_grad():
         assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="torch"), atol=1e-5)
+
+
+def test_other_launch_shapes_match_reference():
+    from nphmkit.kernels import ops
+
+    saved = ops.configure()
+    model = _frozen(NPHMConfig.small(), seed=1, chunk=50)
+    x, z_id, z_ex = _inputs(model, 2, 29, seed=5)
+    try:
+        for block_m, tile in ((16, 16), (64, 32)):
+            ops.configure(block_m=block_m, tile=tile)
+            with torch.no_grad():
+                got = model.sdf(x, z_id, z_ex, backend="triton")
+            _, n_got = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
+            with torch.no_grad():
+                assert_close(got, model.sdf(x, z_id, z_ex, backend="reference"), msg=f"block_m={block_m}")
+            _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
+            assert_close(n_got, n_ref, atol=1e-4, msg=f"normals, block_m={block_m}")
+    finally:
+        ops.configure(**saved)
+    with pytest.raises(ValueError, match="block_m: expected a power of two >= 16, got 48"):
+        ops.configure(block_m=48)
+
+
+def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
+    model = _frozen(NPHMConfig.tiny()).cpu()
+    x, z_id, z_ex = make_inputs(model, 1, 5)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="CUDA"), torch.no_grad():
+        model.sdf(x, z_id, z_ex, backend="triton")
