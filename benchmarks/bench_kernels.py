@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--max-log2", type=int, default=22)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="try several launch shapes first")
+    parser.add_argument("--shape", help="launch shape block_m,tile,warps for the table (e.g. 128,64,8)")
+    parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the torch path")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting new sizes after this")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -133,8 +135,10 @@ def main() -> None:
     executed = executed_flops_per_point(cfg)
     print(f"machine: {machine()}; GPU {torch.cuda.get_device_name()}")
     print(f"useful {useful / 1e6:.2f} MFLOP/point, executed {executed / 1e6:.2f} MFLOP/point (padding)", flush=True)
-    for precision in ("ieee", "tf32"):
+    for precision in ("ieee", "tf32") if not args.no_check else ():
         print(check(model, precision), flush=True)
+    if args.shape:
+        ops.configure(*(int(v) for v in args.shape.split(",")))
     if args.sweep:
         sweep(model, 1 << 19)
     print(f"launch shape: {ops.configure()}")
