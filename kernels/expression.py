@@ -67,7 +67,7 @@ def expression_forward_kernel(
     NH: tl.constexpr, SKIP: tl.constexpr, OUT: tl.constexpr, beta,
     HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     rm = tl.arange(0, BM)
     rows = pid * BM + rm
     valid = rows < P
@@ -90,7 +90,7 @@ def expression_backward_kernel(
     NH: tl.constexpr, SKIP: tl.constexpr, OUT: tl.constexpr, beta,
     HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     rm = tl.arange(0, BM)
     rh = tl.arange(0, HP)
     hmask = rh < E

@@ -40,7 +40,7 @@ def ensemble_forward_kernel(
     H, N_HIDDEN: tl.constexpr, D: tl.constexpr, beta,
     HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     t = tl.load(block_type + pid)
     if t >= 0:
         rm = tl.arange(0, BM)
@@ -71,7 +71,7 @@ def ensemble_backward_kernel(
     H, N_HIDDEN: tl.constexpr, D: tl.constexpr, beta,
     HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     t = tl.load(block_type + pid)
     if t >= 0:
         rm = tl.arange(0, BM)

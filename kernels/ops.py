@@ -18,7 +18,7 @@ from .expression import expression_backward_kernel, expression_forward_kernel
 from .identity import ensemble_backward_kernel, ensemble_forward_kernel
 
 _precision = {"mode": "ieee"}
-_launch = {"block_m": 32, "tile": 64, "num_warps": 4}
+_launch = {"block_m": 128, "tile": 64, "num_warps": 8}  # the fastest of 3 shapes tried on an H100
 
 
 def configure(block_m: int | None = None, tile: int | None = None, num_warps: int | None = None) -> dict:

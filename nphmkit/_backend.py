@@ -1,8 +1,11 @@
 """Backend names and how "auto" resolves (the rules are in API.md).
 
 ``"reference"``: the plain oracle; ``"torch"``: the vectorized PyTorch path (CPU and CUDA);
-``"triton"``: fused kernels (CUDA; CPU only under ``TRITON_INTERPRET=1``); ``"auto"``: triton
-for CUDA tensors when it is importable and no double backward is needed, else torch.
+``"triton"``: fused kernels (CUDA; CPU only under ``TRITON_INTERPRET=1``); ``"auto"``: the torch
+path. API.md's rule sends CUDA tensors to triton when it is importable and no double backward is
+needed; that rule is held back (``AUTO_PREFERS_TRITON = False``) because on the H100 measured so
+far (benchmarks/RESULTS.md) the kernels are 1.8-4x slower than the torch path on 2^16 points and
+more. Opt in with ``set_default_backend("triton")`` or ``NPHMKIT_BACKEND=triton``.
 
 The default for ``backend="auto"`` can be overridden globally with :func:`set_default_backend`
 or the environment variable ``NPHMKIT_BACKEND``.
@@ -13,6 +16,8 @@ from __future__ import annotations
 import os
 
 BACKENDS = ("auto", "reference", "torch", "triton")
+# Turn on once the kernels beat the torch path on a GPU (benchmarks/bench_kernels.py).
+AUTO_PREFERS_TRITON = False
 _default: str | None = None
 
 
@@ -39,7 +44,7 @@ def resolve_backend(name: str, *, is_cuda: bool, needs_double_backward: bool = F
         name = override
     if name != "auto":
         return name
-    if is_cuda and not needs_double_backward:
+    if AUTO_PREFERS_TRITON and is_cuda and not needs_double_backward:
         from nphmkit import _optional
 
         if _optional.available("triton") and _triton_kernels_present():
