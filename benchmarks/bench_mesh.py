@@ -6,6 +6,8 @@ dense time is extrapolated from the decoder's measured per-point rate.
 
     python benchmarks/bench_mesh.py                    # small-preset cost, 256^3
     python benchmarks/bench_mesh.py --cost tiny --resolution 128
+    python benchmarks/bench_mesh.py --field small_nphm # the shipped trained NPHM (a training head)
+    python benchmarks/bench_mesh.py --field synthetic  # a synthetic head
 """
 
 from __future__ import annotations
@@ -25,10 +27,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--cost", choices=["small", "tiny", "none"], default="small")
+    parser.add_argument("--field", choices=["analytic", "small_nphm", "synthetic"], default="analytic")
     args = parser.parse_args()
 
     base = head_like()
-    if args.cost == "none":
+    if args.field == "small_nphm":
+        import numpy as np
+
+        from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+
+        nphm = load_small_nphm()
+        reg = np.load(SMALL_NPHM / "registrations.npz")
+        zi, ze = (torch.from_numpy(reg[k][97:98]).float() for k in ("z_id", "z_ex"))
+        args.cost = "trained small NPHM, training head 97"
+
+        def field(p: torch.Tensor) -> torch.Tensor:
+            return nphm.sdf(p[None], zi, ze)[0, :, 0]
+
+    elif args.field == "synthetic":
+        from nphmkit.data.synthetic import SyntheticHead
+
+        head = SyntheticHead.sample(1, seed=11)
+        args.cost = "synthetic head seed 11"
+
+        def field(p: torch.Tensor) -> torch.Tensor:
+            return head.sdf(p[None])[0]
+
+    elif args.cost == "none":
         field = base
     else:
         model = make_model(getattr(NPHMConfig, args.cost)()).eval()
@@ -38,9 +63,11 @@ def main() -> None:
             return base(p) + 0.0 * model.sdf(p[None], z_id, z_ex)[0, :, 0]
 
     print(f"machine: {machine()}")
-    print(f"field: head-like analytic SDF + {args.cost} decoder cost; resolution {args.resolution}^3; box {NPHM_BOUNDS}")
-    fine = extract_mesh(field, NPHM_BOUNDS, args.resolution, "coarse_to_fine", progress=False)
-    dense = extract_mesh(field, NPHM_BOUNDS, args.resolution, "dense", progress=True)
+    what = f"head-like analytic SDF + {args.cost} decoder cost" if args.field == "analytic" else args.cost
+    print(f"field: {what}; resolution {args.resolution}^3; box {NPHM_BOUNDS}")
+    with torch.no_grad():
+        fine = extract_mesh(field, NPHM_BOUNDS, args.resolution, "coarse_to_fine", progress=False)
+        dense = extract_mesh(field, NPHM_BOUNDS, args.resolution, "dense", progress=True)
     same = fine.n_vertices == dense.n_vertices and torch.equal(fine.faces, dense.faces)
     vdiff = (fine.vertices - dense.vertices).abs().max().item() if same else float("nan")
     print(f"{'method':16s} {'queries':>12s} {'of dense':>9s} {'seconds':>9s} {'vertices':>9s}")
