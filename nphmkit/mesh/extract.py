@@ -7,8 +7,13 @@ share one sign and all have ``|sdf| > margin * diagonal / 2``, and the field's L
 constant is at most ``margin``, the cell holds no surface. Points of cells that are not
 refined take the trilinear interpolation of the corners, which keeps the corners' common
 sign, so those cells yield no triangles. Where the field honours the bound the result equals
-dense extraction at the same resolution (``margin=1`` suffices for true distances; learned
-SDFs, whose gradients can exceed 1, get a larger default margin).
+dense extraction at the same resolution (``margin=1`` suffices for true distances).
+
+Learned SDFs break the bound in places (the shipped small NPHM's gradient reaches 1.45 near its
+surface), so the finest grid is then followed along the surface: every cell whose corners
+change sign but were not all evaluated gets its corners evaluated, until there is none. A
+surface reached anywhere by the refinement is then traced exactly as dense extraction would;
+only a component that lies wholly inside cells the bound wrongly ruled out can be missed.
 """
 
 from __future__ import annotations
@@ -92,11 +97,21 @@ def _dense_values(ev: _Evaluator, res: Sequence[int]) -> torch.Tensor:
     return ev(_grid_indices(res, 1)).reshape(*res)
 
 
-def _coarse_to_fine_values(ev: _Evaluator, res: Sequence[int], spacing, levels: int, margin: float) -> torch.Tensor:
-    """Values on the padded fine grid ``(M_x, M_y, M_z)``, evaluated only near the surface."""
+def _coarse_to_fine_values(
+    ev: _Evaluator, res: Sequence[int], spacing, levels: int, margin: float, follow: bool = True
+) -> torch.Tensor:
+    """Values on the fine grid ``res``, evaluated only near the surface.
+
+    Each level evaluates the next level's points inside the cells that can hold the surface
+    (a sign change, or a corner closer to it than ``margin`` x the half cell diagonal); elsewhere
+    the values are trilinear (same sign as the cell's corners). With ``follow``, cells of the
+    final grid whose corners change sign but were not all evaluated get evaluated, repeatedly,
+    so the surface is followed wherever the Lipschitz bound ``margin`` was too tight.
+    """
     top = 2**levels
     cells = [math.ceil((r - 1) / top) for r in res]  # cells per axis at the top level
     values = ev(_grid_indices([c + 1 for c in cells], top)).reshape(*[c + 1 for c in cells])
+    exact = torch.ones_like(values, dtype=torch.bool)
     spacing = np.asarray(spacing, dtype=np.float64)
     step = top
     while step > 1:
@@ -115,7 +130,20 @@ def _coarse_to_fine_values(ev: _Evaluator, res: Sequence[int], spacing, levels: 
         idx = torch.nonzero(need)
         step //= 2
         fine[need] = ev(idx * step)
-        values = fine
+        fine_exact = need
+        fine_exact[::2, ::2, ::2] |= exact
+        values, exact = fine, fine_exact
+    values, exact = values[: res[0], : res[1], : res[2]], exact[: res[0], : res[1], : res[2]]
+    while follow:
+        pos = (values > 0).float()[None, None]
+        crossing = (F.max_pool3d(pos, 2, stride=1) > 0) & (F.max_pool3d(1.0 - pos, 2, stride=1) > 0)
+        open_cells = crossing & (F.max_pool3d((~exact).float()[None, None], 2, stride=1) > 0)
+        if not bool(open_cells.any()):
+            break
+        corners = F.conv_transpose3d(open_cells.float(), torch.ones(1, 1, 2, 2, 2), stride=1)[0, 0] > 0
+        corners &= ~exact
+        values[corners] = ev(torch.nonzero(corners))
+        exact |= corners
     return values
 
 
@@ -127,7 +155,8 @@ def extract_mesh(
     level: float = 0.0,
     *,
     levels: int = 4,
-    margin: float = 1.5,
+    margin: float = 1.0,
+    follow_surface: bool = True,
     chunk: int = 65536,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
@@ -140,10 +169,13 @@ def extract_mesh(
         bounds: ``((xmin, ymin, zmin), (xmax, ymax, zmax))`` in the field's units; default: the
             official MonoNPHM reconstruction box.
         resolution: grid points per axis (int or three ints), e.g. 256.
-        method: ``"coarse_to_fine"`` (default) or ``"dense"``; same surface where the field's
-            Lipschitz constant is at most ``margin``.
+        method: ``"coarse_to_fine"`` (default) or ``"dense"``; the same surface as dense (see the
+            module notes on ``margin`` and ``follow_surface``).
         levels: coarse-to-fine levels; the first grid has a step of ``2**levels`` voxels.
-        margin: safety factor on the cell diagonal (1 suffices for exact distances).
+        margin: safety factor on the cell diagonal, i.e. the assumed Lipschitz bound (1 is exact
+            for true distances).
+        follow_surface: evaluate the corners of every final cell with a sign change that was not
+            fully evaluated, until none is left (costs ~0.5 % of the dense queries on a learned head).
         chunk: points per ``sdf_fn`` call.
         device: where the query points are made (the field's device).
         progress: show a progress bar (default: for grids of 2 million points or more).
@@ -169,7 +201,7 @@ def extract_mesh(
         if method == "dense" or levels == 0:
             values = _dense_values(ev, res)
         else:
-            values = _coarse_to_fine_values(ev, res, spacing, levels, margin)[: res[0], : res[1], : res[2]]
+            values = _coarse_to_fine_values(ev, res, spacing, levels, margin, follow_surface)
     finally:
         ev.close()
     volume = values.numpy()

@@ -40,6 +40,29 @@ def test_coarse_to_fine_equals_dense(shape, res, shift, levels):
     assert fine.n_queries < dense.n_queries
 
 
+def _steep_torus(steep: float):
+    """A torus whose SDF is ``1 + steep`` times too steep for ``margin=1`` on its x > 0 side."""
+    base = shapes.torus(0.3, 0.035)
+    return lambda p: base(p) * (1 + steep * torch.sigmoid(p[:, 0] / 0.05))
+
+
+@given(st.integers(64, 100), st.floats(2.0, 9.0))
+def test_surface_following_recovers_what_a_too_tight_lipschitz_bound_misses(res, steep):
+    fn = _steep_torus(steep)
+    dense = extract_mesh(fn, BOX, res, method="dense")
+    fine = extract_mesh(fn, BOX, res)
+    assert fine.n_vertices == dense.n_vertices and torch.equal(fine.faces, dense.faces)
+    assert torch.allclose(fine.vertices, dense.vertices, atol=1e-6)
+    assert fine.n_queries < 0.1 * dense.n_queries
+
+
+def test_without_following_the_steep_torus_loses_triangles():
+    fn = _steep_torus(7.0)
+    dense = extract_mesh(fn, BOX, 80, method="dense")
+    lost = extract_mesh(fn, BOX, 80, follow_surface=False)
+    assert lost.n_vertices < 0.8 * dense.n_vertices
+
+
 def test_query_fraction_and_same_surface_at_256():
     fn = shapes.torus(0.25, 0.08)
     dense = extract_mesh(fn, BOX, 256, method="dense", progress=False)
