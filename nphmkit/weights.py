@@ -77,3 +77,28 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
             parts.append("wrong shapes: " + "; ".join(shapes))
         raise ValueError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(tensors, strict=True)
+
+
+class WeightFolderMixin:
+    """``save(dir)`` / ``load(dir)`` for an ``nn.Module`` with a dataclass ``config`` and ``metadata``.
+
+    A subclass names its folder kind (``_folder_kind``) and its config class (``_config_class``,
+    with ``to_dict``/``from_dict``); loading is strict (every tensor must match).
+    """
+
+    _folder_kind: str = ""
+    _config_class: Any = None
+
+    def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+        """Save to a weight folder (``weights.safetensors`` + ``config.json``, atomic writes)."""
+        meta = dict(self.metadata if metadata is None else metadata)
+        return save_folder(directory, self._folder_kind, self.config.to_dict(), self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
+        """Load a weight folder written by :meth:`save` (strict: every tensor must match)."""
+        config, tensors, metadata = load_folder(directory, cls._folder_kind, "cpu")
+        model = cls(cls._config_class.from_dict(config))
+        load_state_strict(model, tensors, str(directory))
+        model.metadata = metadata
+        return model.to(map_location)

@@ -12,16 +12,14 @@ statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images)``: channels-last map
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nphmkit.heads.vit import ViT, ViTConfig
-from nphmkit.weights import load_folder, load_state_strict, save_folder
+from nphmkit.weights import WeightFolderMixin
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -136,8 +134,11 @@ class Decoder(nn.Module):
         return x
 
 
-class DensePredictor(nn.Module):
+class DensePredictor(WeightFolderMixin, nn.Module):
     """Per-pixel geometry from an RGB image (see the module doc)."""
+
+    _folder_kind = "DensePredictor"
+    _config_class = DenseConfig
 
     def __init__(self, config: DenseConfig | None = None) -> None:
         super().__init__()
@@ -220,15 +221,3 @@ class DensePredictor(nn.Module):
                 value = value[..., 0] > 0
             maps[name] = value
         return maps
-
-    def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
-        return save_folder(directory, "DensePredictor", self.config.to_dict(), self.state_dict(),
-                           dict(self.metadata if metadata is None else metadata))
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, map_location="cpu") -> "DensePredictor":
-        config, tensors, metadata = load_folder(directory, "DensePredictor", "cpu")
-        model = cls(DenseConfig.from_dict(config))
-        load_state_strict(model, tensors, str(directory))
-        model.metadata = metadata
-        return model.to(map_location)

@@ -18,16 +18,14 @@ transformer layers mixes everything; small MLPs read the query tokens out:
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nphmkit.heads.vit import Block, ViT, ViTConfig
-from nphmkit.weights import load_folder, load_state_strict, save_folder
+from nphmkit.weights import WeightFolderMixin
 
 
 @dataclass(frozen=True)
@@ -86,13 +84,16 @@ def rotation_6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=1)
 
 
-class Pix2NPHMRegressor(nn.Module):
+class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
     """Predict NPHM codes (and pose) from an image; backbones are frozen, everything else trains.
 
     ``forward(images)`` takes RGB ``(B, 3, S, S)`` in [0, 1] (ImageNet-normalized inside) and returns
     a dict with ``z_id (B, id_dim)``, ``z_ex (B, lat_dim_ex)`` and, with a pose token, ``rotation
     (B, 3, 3)``, ``translation (B, 3)``.
     """
+
+    _folder_kind = "Pix2NPHMRegressor"
+    _config_class = RegressorConfig
 
     def __init__(self, config: RegressorConfig | None = None, backbones: list[ViT] | None = None) -> None:
         super().__init__()
@@ -171,15 +172,3 @@ class Pix2NPHMRegressor(nn.Module):
         own = [p for n, p in self.named_parameters(recurse=False)]
         summary["tokens"] = {"trainable": sum(p.numel() for p in own), "frozen": 0}
         return summary
-
-    def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
-        return save_folder(directory, "Pix2NPHMRegressor", self.config.to_dict(), self.state_dict(),
-                           dict(self.metadata if metadata is None else metadata))
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, map_location="cpu") -> "Pix2NPHMRegressor":
-        config, tensors, metadata = load_folder(directory, "Pix2NPHMRegressor", "cpu")
-        model = cls(RegressorConfig.from_dict(config))
-        load_state_strict(model, tensors, str(directory))
-        model.metadata = metadata
-        return model.to(map_location)

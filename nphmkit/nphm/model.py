@@ -12,7 +12,6 @@ and the default 4096) whatever N is. With a graph, memory grows with N like any 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,10 +24,10 @@ from nphmkit.nphm.anchors import default_mean_anchors
 from nphmkit.nphm.config import NPHMConfig
 from nphmkit.nphm.layout import slot_flips, slot_types
 from nphmkit.nphm.modules import AnchorMLP, ExpressionMLP, IdentityEnsemble
-from nphmkit.weights import load_folder, load_state_strict, save_folder
+from nphmkit.weights import WeightFolderMixin
 
 
-class NPHM(nn.Module):
+class NPHM(WeightFolderMixin, nn.Module):
     """MonoNPHM geometry decoder with interchangeable query backends.
 
     Args:
@@ -38,6 +37,9 @@ class NPHM(nn.Module):
 
     Every query method takes ``backend="auto" | "reference" | "torch" | "triton"`` (API.md).
     """
+
+    _folder_kind = "NPHM"
+    _config_class = NPHMConfig
 
     def __init__(self, config: NPHMConfig | None = None, mean_anchors: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -317,21 +319,6 @@ class NPHM(nn.Module):
         """
         self._check_codes(z_id, z_ex)
         return NPHMField(self, z_id, z_ex, backend)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
-        """Save to a weight folder (``weights.safetensors`` + ``config.json``, atomic writes)."""
-        meta = dict(self.metadata if metadata is None else metadata)
-        return save_folder(directory, "NPHM", self.config.to_dict(), self.state_dict(), meta)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "NPHM":
-        """Load a weight folder written by :meth:`save` (strict: every tensor must match)."""
-        config, tensors, metadata = load_folder(directory, "NPHM", "cpu")
-        model = cls(NPHMConfig.from_dict(config))
-        load_state_strict(model, tensors, str(directory))
-        model.metadata = metadata
-        return model.to(map_location)
 
 
 class NPHMField:
