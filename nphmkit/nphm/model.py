@@ -223,10 +223,6 @@ class NPHM(WeightFolderMixin, nn.Module):
         weights require grad. Without a graph the "torch" backend computes the gradient by an
         explicit backward pass (no autograd), in bounded memory, also under ``torch.no_grad()``.
         """
-        self._check_points("points", points, 3)
-        self._check_codes(z_id, z_ex, points.shape[0])
-        if create_graph is None:
-            create_graph = self._needs_graph(points, z_id, z_ex)
         sdf, grad = self.sdf_and_gradient(points, z_id, z_ex, backend=backend, create_graph=create_graph)
         return sdf, grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
