@@ -113,13 +113,21 @@ def sweep(model, n: int) -> tuple[int, int, int]:
     return best
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        block_m, tile, warps = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three integers block_m,tile,warps, got {text!r}") from None
+    return block_m, tile, warps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-log2", type=int, default=15)
     parser.add_argument("--max-log2", type=int, default=22)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="try several launch shapes first")
-    parser.add_argument("--shape", help="launch shape block_m,tile,warps for the table (e.g. 128,64,8)")
+    parser.add_argument("--shape", type=_shape, help="launch shape block_m,tile,warps for the table (e.g. 128,64,8)")
     parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the torch path")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting new sizes after this")
     args = parser.parse_args()
@@ -138,7 +146,7 @@ def main() -> None:
     for precision in ("ieee", "tf32") if not args.no_check else ():
         print(check(model, precision), flush=True)
     if args.shape:
-        ops.configure(*(int(v) for v in args.shape.split(",")))
+        ops.configure(*args.shape)
     if args.sweep:
         sweep(model, 1 << 19)
     print(f"launch shape: {ops.configure()}")
