@@ -1,17 +1,21 @@
 """Triton kernels vs the torch path on a CUDA GPU: points/s, useful and executed TFLOP/s, share of the matmul rate.
 
 For 2^15 ... 2^22 points at the official sizes: SDF forward and forward + normals, in exact fp32
-("ieee") and TF32 modes; the GPU's matmul rate is measured in the same run (8192^2 products in
-the same precision). Useful FLOPs = the official per-point cost (5.44 MFLOP forward; forward +
-normals counts the input-gradient pass too: 2x); executed FLOPs add the padding of widths to
-powers of two and, for normals, the forward the backward kernels recompute (3x).
+("ieee") and TF32 modes, for each kernel design asked for ("scratch": activations through a
+global scratch buffer; "registers": activations on chip); the GPU's matmul rate is measured in
+the same run (8192^2 products in the same precision). Useful FLOPs = the official per-point
+cost (5.44 MFLOP forward; forward + normals counts the input-gradient pass too: 2x); executed
+FLOPs add each design's padding and, for normals, the forward passes its backward kernels
+recompute (see ``executed_flops_per_point``).
 
 Before timing it checks the kernels against ``backend="torch"`` at the official sizes on fresh
 random weights, codes and points (relative error of values, normals and code gradients), and
-with ``--sweep`` it tries a few launch shapes (rows per program, tile, warps) and times the
-table with the fastest.
+with ``--sweep`` it tries a few launch shapes per design and times the table with the fastest.
+A design that fails to compile or run on this GPU is reported and left out, not fatal.
 
-    python benchmarks/bench_kernels.py [--max-log2 22] [--repeats 3] [--sweep] [--budget-s 400]
+    python benchmarks/bench_kernels.py [--designs scratch,registers] [--max-log2 22] [--repeats 3]
+                                       [--sweep [registers]] [--budget-s 400]
+    TRITON_INTERPRET=1 python benchmarks/bench_kernels.py --smoke   # this script's steps, on the CPU
 
 Without a CUDA GPU it says so and exits (the interpreter is for correctness, not speed).
 """
@@ -19,6 +23,7 @@ Without a CUDA GPU it says so and exits (the interpreter is for correctness, not
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -27,38 +32,69 @@ from _timing import machine, median_time
 from nphmkit import NPHMConfig
 from tests.nphm.cases import make_inputs, make_model
 
-SHAPES = [(32, 64, 4), (64, 64, 4), (128, 64, 8)]
+DESIGNS = ("scratch", "registers")
+# launch shapes tried by --sweep: scratch (block_m, tile, num_warps); registers (block_m,
+# block_m_expression, num_warps)
+SHAPES = {
+    "scratch": [(32, 64, 4), (64, 64, 4), (128, 64, 8)],
+    "registers": [(32, 16, 4), (64, 32, 4), (64, 32, 8), (128, 64, 8)],
+}
 
 
-def executed_flops_per_point(cfg: NPHMConfig) -> float:
-    """Forward FLOPs the kernels execute per query point (every width padded to a power of two)."""
-    pad = lambda n: max(16, 1 << (n - 1).bit_length())  # noqa: E731
-    h, e = pad(cfg.id_hidden), pad(cfg.ex_hidden)
+def executed_flops_per_point(cfg: NPHMConfig, design: str) -> tuple[float, float]:
+    """FLOPs the kernels execute per query point: ``(forward, forward + normals)``.
+
+    scratch: widths padded to powers of two (200 -> 256, 400 -> 512); normals run the forward,
+    then backward kernels that recompute it (3 passes). registers: widths padded to a sum of
+    chunks (200 -> 208, 400 -> 400); normals: the identity launch runs forward and backward at
+    once (2 passes), the expression backward recomputes its forward (3 passes).
+    """
+    if design == "scratch":
+        pad = lambda n: max(16, 1 << (n - 1).bit_length())  # noqa: E731
+        h, e = pad(cfg.id_hidden), pad(cfg.ex_hidden)
+    else:
+        from nphmkit.kernels.ops_chunked import chunk_widths
+
+        h, e = chunk_widths(cfg.id_hidden)[-1], chunk_widths(cfg.ex_hidden)[-1]
+    out = max(16, 1 << (cfg.ex_out - 1).bit_length())
     pair = cfg.query_dim * h + (cfg.id_layers - 1) * h * h + h
-    identity = (cfg.n_neighbors + 1) * pair
-    expression = 3 * e + (cfg.ex_layers - 1) * e * e + 3 * e + e * pad(cfg.ex_out)
-    return 2.0 * (identity + expression)
+    identity = 2.0 * (cfg.n_neighbors + 1) * pair
+    expression = 2.0 * (3 * e + (cfg.ex_layers - 1) * e * e + 3 * e + e * out)
+    if design == "scratch":
+        return identity + expression, 3 * (identity + expression)
+    return identity + expression, 2 * identity + 3 * expression
+
+
+# where the run happens: a CUDA GPU, or (--smoke) the CPU interpreter at toy sizes
+_run = {"device": "cuda", "matmul": 8192, "check_points": 20_011, "sweep_points": 1 << 19}
+
+
+def _dev(t: torch.Tensor) -> torch.Tensor:
+    return t.to(_run["device"])
 
 
 def matmul_rate(precision: str) -> float:
+    size = _run["matmul"]
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    a = torch.randn(8192, 8192, device="cuda")
-    b = torch.randn(8192, 8192, device="cuda")
+    a = torch.randn(size, size, device=_run["device"])
+    b = torch.randn(size, size, device=_run["device"])
     t = median_time(lambda: a @ b, repeats=5)
     torch.backends.cuda.matmul.allow_tf32 = False
-    return 2 * 8192**3 / t
+    return 2 * size**3 / t
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
-def check(model, precision: str) -> str:
+def check(model, precision: str, design: str) -> str:
     """Relative errors of the kernels against the torch path (fp32 products) on fresh inputs."""
-    from nphmkit.kernels import set_precision
+    from nphmkit.kernels import ops, set_precision
+
+    ops.configure(design=design)
 
     seed = int(time.time()) % 10_000
-    x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 20_011, seed=seed))
+    x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 2, _run["check_points"], seed=seed))
     set_precision(precision)
     torch.backends.cuda.matmul.allow_tf32 = False
     with torch.no_grad():
@@ -68,12 +104,12 @@ def check(model, precision: str) -> str:
     grads = {}
     for backend in ("triton", "torch"):
         zi, ze = z_id.clone().requires_grad_(True), z_ex.clone().requires_grad_(True)
-        model.sdf(x[:, :3001], zi, ze, backend=backend).square().sum().backward()
+        model.sdf(x[:, : max(1, x.shape[1] // 7)], zi, ze, backend=backend).square().sum().backward()
         grads[backend] = (zi.grad, ze.grad)
     set_precision("ieee")
     bad = not all(torch.isfinite(t).all() for t in (s_tri, n_tri, *grads["triton"]))
     return (
-        f"{precision}: seed {seed}, rel. error sdf {rel(s_tri, s_ref):.2e}, normals {rel(n_tri, n_ref):.2e}, "
+        f"{design} {precision}: seed {seed}, rel. error sdf {rel(s_tri, s_ref):.2e}, normals {rel(n_tri, n_ref):.2e}, "
         f"d/dz_id {rel(grads['triton'][0], grads['torch'][0]):.2e}, "
         f"d/dz_ex {rel(grads['triton'][1], grads['torch'][1]):.2e}{'  NON-FINITE!' if bad else ''}"
     )
@@ -87,29 +123,40 @@ def run_query(model, x, z_id, z_ex, backend, query):
         model.sdf_and_normals(x, z_id, z_ex, backend=backend, create_graph=False)
 
 
-def sweep(model, n: int) -> tuple[int, int, int]:
-    """Time the forward at ``n`` points in TF32 for each launch shape; returns the fastest."""
+def _set_shape(design: str, shape: tuple[int, int, int]) -> None:
     from nphmkit.kernels import ops
 
-    x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 1, n))
+    if design == "scratch":
+        ops.configure(*shape, design=design)
+    else:
+        ops.configure(block_m=shape[0], block_m_expression=shape[1], num_warps=shape[2], design=design)
+
+
+def _failure(err: Exception) -> str:
+    return f"failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:120] if str(err).strip() else ''})"
+
+
+def sweep(model, n: int, design: str) -> tuple[int, int, int] | None:
+    """Time the forward at ``n`` points in TF32 for each launch shape of ``design``; returns the fastest."""
+    from nphmkit.kernels import ops
+
+    x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
     ops.set_precision("tf32")
-    best, best_t = SHAPES[0], float("inf")
-    print(f"\nlaunch shapes, tf32 forward, {n} points:")
-    for shape in SHAPES:
-        ops.configure(*shape)
+    best, best_t = None, float("inf")
+    names = ("block_m", "tile", "warps") if design == "scratch" else ("block_m", "block_m_ex", "warps")
+    print(f"\n{design} launch shapes, tf32 forward, {n} points:")
+    for shape in SHAPES[design]:
+        label = " ".join(f"{k}={v:3d}" for k, v in zip(names, shape))
+        _set_shape(design, shape)
         try:
             t = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", "sdf"), repeats=3)
         except Exception as err:  # noqa: BLE001 - a shape a GPU cannot compile is reported, not fatal
-            print(
-                f"  block_m={shape[0]:3d} tile={shape[1]:3d} warps={shape[2]}: failed ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:120]})"
-            )
+            print(f"  {label}: {_failure(err)}")
             continue
-        print(f"  block_m={shape[0]:3d} tile={shape[1]:3d} warps={shape[2]}: {n / t:.3e} points/s", flush=True)
+        print(f"  {label}: {n / t:.3e} points/s", flush=True)
         if t < best_t:
             best, best_t = shape, t
     ops.set_precision("ieee")
-    ops.configure(*best)
     return best
 
 
@@ -121,42 +168,81 @@ def _shape(text: str) -> tuple[int, int, int]:
     return block_m, tile, warps
 
 
+def _designs(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in DESIGNS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {DESIGNS}, got {text!r}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", type=_designs, default=list(DESIGNS), help="kernel designs, e.g. registers")
     parser.add_argument("--min-log2", type=int, default=15)
     parser.add_argument("--max-log2", type=int, default=22)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sweep", action="store_true", help="try several launch shapes first")
-    parser.add_argument("--shape", type=_shape, help="launch shape block_m,tile,warps for the table (e.g. 128,64,8)")
+    parser.add_argument(
+        "--sweep", type=_designs, nargs="?", const=list(DESIGNS), default=[],
+        help="try several launch shapes first, for these designs (default: all)",
+    )
+    parser.add_argument("--shape", type=_shape, help="launch shape of the first design (e.g. 128,64,8; see SHAPES)")
     parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the torch path")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting new sizes after this")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="run every step on the CPU interpreter (TRITON_INTERPRET=1) at toy sizes: checks this script, times nothing",
+    )
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.smoke:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            parser.error("--smoke runs the kernels on the CPU interpreter: set TRITON_INTERPRET=1")
+        _run.update(device="cpu", matmul=256, check_points=23, sweep_points=32)
+        args.min_log2, args.max_log2 = 4, min(args.max_log2, 5)
+        SHAPES["scratch"], SHAPES["registers"] = SHAPES["scratch"][:1], [(16, 16, 4)]
+    elif not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; the Triton kernels' speed can only be measured on one.")
         return
     from nphmkit.kernels import ops, set_precision
 
     start = time.perf_counter()
-    cfg = NPHMConfig(chunk_size=1 << 18)
-    model = make_model(cfg).cuda().requires_grad_(False).eval()
+    cfg = NPHMConfig.tiny() if args.smoke else NPHMConfig(chunk_size=1 << 18)
+    model = _dev(make_model(cfg)).requires_grad_(False).eval()
     useful = cfg.flops_per_point()["total"]
-    executed = executed_flops_per_point(cfg)
-    print(f"machine: {machine()}; GPU {torch.cuda.get_device_name()}")
-    print(f"useful {useful / 1e6:.2f} MFLOP/point, executed {executed / 1e6:.2f} MFLOP/point (padding)", flush=True)
-    for precision in ("ieee", "tf32") if not args.no_check else ():
-        print(check(model, precision), flush=True)
-    if args.shape:
-        ops.configure(*args.shape)
-    if args.sweep:
-        sweep(model, 1 << 19)
-    print(f"launch shape: {ops.configure()}")
+    gpu = "none (--smoke: interpreter, toy sizes; not a measurement)" if args.smoke else torch.cuda.get_device_name()
+    print(f"machine: {machine()}; GPU {gpu}")
+    print(f"useful {useful / 1e6:.2f} MFLOP/point forward, {2 * useful / 1e6:.2f} with normals")
+    designs, shapes = [], {}
+    for design in args.designs:
+        fwd, nrm = executed_flops_per_point(cfg, design)
+        print(f"{design}: executed {fwd / 1e6:.2f} MFLOP/point forward, {nrm / 1e6:.2f} with normals", flush=True)
+        ok = True
+        for precision in ("ieee", "tf32") if not args.no_check else ():
+            try:
+                print(check(model, precision, design), flush=True)
+            except Exception as err:  # noqa: BLE001 - a design this GPU cannot compile is reported, not fatal
+                print(f"{design} {precision}: {_failure(err)}", flush=True)
+                ok = False
+                break
+        if not ok:
+            continue
+        shape = args.shape if args.shape and design == args.designs[0] else None
+        if design in args.sweep:
+            shape = sweep(model, _run["sweep_points"], design) or shape
+        if shape is None:
+            ops.configure(design=design)
+        else:
+            _set_shape(design, shape)
+        shapes[design] = ops.configure()
+        print(f"{design} launch shape: {shapes[design]}", flush=True)
+        designs.append(design)
     for precision in ("tf32", "ieee"):
         rate = matmul_rate(precision)
         set_precision(precision)
-        print(f"\n{precision}: matmul rate {rate / 1e12:.1f} TFLOP/s (8192^2)")
+        print(f"\n{precision}: matmul rate {rate / 1e12:.1f} TFLOP/s ({_run['matmul']}^2)")
         print(
-            f"{'points':>9s} {'query':12s} {'triton pts/s':>13s} {'useful TF/s':>11s} {'exec TF/s':>9s} "
-            f"{'of matmul':>9s} {'torch pts/s':>12s} {'speed-up':>8s}",
+            f"{'points':>9s} {'query':12s} {'torch pts/s':>12s} {'design':>9s} {'triton pts/s':>13s} "
+            f"{'useful TF/s':>11s} {'exec TF/s':>9s} {'of matmul':>9s} {'speed-up':>8s}",
             flush=True,
         )
         for log2 in range(args.min_log2, args.max_log2 + 1):
@@ -165,21 +251,29 @@ def main() -> None:
                 break
             n = 1 << log2
             big = log2 > 20
-            x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 1, n))
+            x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
+            reps, warm = (1, 0) if big else (args.repeats, 1)  # big sizes: kernels compiled, one timed run
             for query in ("sdf", "sdf+normals"):
-                reps, warm = (1, 0) if big else (args.repeats, 1)  # big sizes: kernels compiled, one timed run
-                t_tri = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", query), reps, warm)
                 torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
                 t_torch = median_time(lambda: run_query(model, x, z_id, z_ex, "torch", query), reps, warm)
                 torch.backends.cuda.matmul.allow_tf32 = False
-                u, e = (1.0, 1.0) if query == "sdf" else (2.0, 3.0)
-                print(
-                    f"{n:9d} {query:12s} {n / t_tri:13.3e} {u * useful * n / t_tri / 1e12:11.2f} "
-                    f"{e * executed * n / t_tri / 1e12:9.2f} {e * executed * n / t_tri / rate:9.1%} "
-                    f"{n / t_torch:12.3e} {t_torch / t_tri:8.2f}",
-                    flush=True,
-                )
-            torch.cuda.empty_cache()
+                for design in designs:
+                    ops.configure(**shapes[design])
+                    try:
+                        t_tri = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", query), reps, warm)
+                    except Exception as err:  # noqa: BLE001
+                        print(f"{n:9d} {query:12s} {n / t_torch:12.3e} {design:>9s} {_failure(err)}", flush=True)
+                        continue
+                    u = 1.0 if query == "sdf" else 2.0
+                    e = executed_flops_per_point(cfg, design)[0 if query == "sdf" else 1]
+                    print(
+                        f"{n:9d} {query:12s} {n / t_torch:12.3e} {design:>9s} {n / t_tri:13.3e} "
+                        f"{u * useful * n / t_tri / 1e12:11.2f} {e * n / t_tri / 1e12:9.2f} "
+                        f"{e * n / t_tri / rate:9.1%} {t_torch / t_tri:8.2f}",
+                        flush=True,
+                    )
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     set_precision("ieee")
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 

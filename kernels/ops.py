@@ -14,24 +14,68 @@ import triton
 
 from nphmkit.nphm import fast, reference
 
+from . import ops_chunked
 from .expression import expression_backward_kernel, expression_forward_kernel
 from .identity import ensemble_backward_kernel, ensemble_forward_kernel
 
 _precision = {"mode": "ieee"}
-_launch = {"block_m": 128, "tile": 64, "num_warps": 8}  # the fastest of 3 shapes tried on an H100
+# design "scratch": activations through a per-program global scratch buffer (measured on an H100, see
+# benchmarks/RESULTS.md); "registers": activations on chip in power-of-two chunks (kernels/chunked.py)
+_PRESETS = {
+    "scratch": {"block_m": 128, "tile": 64, "num_warps": 8},  # the fastest of 3 shapes tried on an H100
+    # not yet timed on a GPU; num_stages 1: no software pipelining of the many weight tiles per layer
+    # (buffers for several stages of them would not fit in shared memory)
+    "registers": {"block_m": 64, "num_warps": 8, "num_stages": 1},
+}
+_launch = {
+    "design": "scratch",
+    **_PRESETS["scratch"],  # block_m: rows per program (identity pairs; points of the scratch expression)
+    "block_m_expression": 32,  # points per program of the registers design's expression kernel
+    "programs_per_sm": 2,  # persistent grid of the registers design's backward kernels
+    "max_chunk": 128,  # widest activation chunk of the registers design (a 64 KiB fp32 weight tile)
+    "num_stages": 1,  # software-pipelining stages of the registers design's launches
+}
+_DESIGNS = tuple(_PRESETS)
 
 
-def configure(block_m: int | None = None, tile: int | None = None, num_warps: int | None = None) -> dict:
-    """Set the launch shape (rows per program, the ``tl.dot`` tile edge, warps per program); returns it.
+def configure(
+    block_m: int | None = None,
+    tile: int | None = None,
+    num_warps: int | None = None,
+    *,
+    design: str | None = None,
+    block_m_expression: int | None = None,
+    programs_per_sm: int | None = None,
+    max_chunk: int | None = None,
+    num_stages: int | None = None,
+) -> dict:
+    """Set the kernels' design and launch shape; returns the whole setting (a dict ``configure(**d)`` takes).
 
-    Powers of two only; ``block_m`` and ``tile`` at least 16 (the smallest ``tl.dot`` a GPU accepts).
+    ``design``: ``"scratch"`` (default) or ``"registers"``; choosing one also sets its preset
+    ``block_m``/``tile``/``num_warps`` unless they are given in the same call. ``block_m``: rows per
+    program; ``tile``: the ``tl.dot`` tile edge (scratch design); ``num_warps``: warps per program;
+    ``block_m_expression``: points per program of the registers design's expression kernel;
+    ``programs_per_sm``: programs per SM of its persistent backward launches; ``max_chunk``: its
+    widest activation chunk (``ops_chunked.chunk_widths``); ``num_stages``: its software-pipelining
+    stages (1: none). Block sizes, tiles and chunks are powers
+    of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of two. Nothing changes
+    when a value is refused.
     """
-    for name, value, low in (("block_m", block_m, 16), ("tile", tile, 16), ("num_warps", num_warps, 1)):
-        if value is None:
-            continue
-        if value < low or value & (value - 1):
+    if design is not None and design not in _DESIGNS:
+        raise ValueError(f"design: expected one of {_DESIGNS}, got {design!r}")
+    given = {"block_m": block_m, "tile": tile, "num_warps": num_warps, "block_m_expression": block_m_expression,
+             "max_chunk": max_chunk}
+    for name, value in given.items():
+        low = 1 if name == "num_warps" else 16
+        if value is not None and (value < low or value & (value - 1)):
             raise ValueError(f"{name}: expected a power of two >= {low}, got {value}")
-        _launch[name] = value
+    for name, value in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if design is not None:
+        _launch.update(design=design, **_PRESETS[design])
+    _launch.update({k: v for k, v in given.items() if v is not None})
+    _launch.update({k: v for k, v in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages)) if v is not None})
     return dict(_launch)
 
 
@@ -141,7 +185,14 @@ def identity_chunk(model, prep: fast.IdentityPrep, q: torch.Tensor, bidx: torch.
     slots, delta, w, _ = fast._neighbourhood(model, prep, q, bidx)
     types = model.slot_types[slots].reshape(-1)
     rows = (bidx[:, None] * (cfg.n_anchors + 1) + slots).reshape(-1).to(torch.int32)
-    f = _Ensemble.apply(prep.first_layer, delta.reshape(-1, cfg.query_dim), rows, types, model)
+    delta = delta.reshape(-1, cfg.query_dim)
+    if _launch["design"] == "registers":
+        sorted_ids, block_type = block_layout(types, cfg.n_types, _launch["block_m"])
+        f = ops_chunked.EnsembleChunked.apply(
+            prep.first_layer, delta, rows, sorted_ids, block_type, model, dict(_launch), _precision["mode"] == "ieee"
+        )
+    else:
+        f = _Ensemble.apply(prep.first_layer, delta, rows, types, model)
     return (w * f.view(w.shape)).sum(-1)
 
 
@@ -221,6 +272,10 @@ class _Expression(torch.autograd.Function):
 
 def expression_chunk(model, prep: fast.ExpressionPrep, x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
     """Expression MLP output ``(P, 3 + n_hyper)`` of flat points ``x (P, 3)``."""
+    if _launch["design"] == "registers":
+        return ops_chunked.ExpressionChunked.apply(
+            prep.first, prep.skip, x, bidx, model, dict(_launch), _precision["mode"] == "ieee"
+        )
     return _Expression.apply(prep.first, prep.skip, x, bidx, model)
 
 

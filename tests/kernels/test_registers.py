@@ -1,0 +1,155 @@
+"""The "registers" kernel design (activations on chip in power-of-two chunks) against the reference."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nphmkit import NPHMConfig
+from tests.helpers import assert_close
+from tests.nphm.cases import make_inputs, make_model
+
+pytest.importorskip("triton")
+from nphmkit.kernels import available  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not available(), reason="triton kernels need a GPU or TRITON_INTERPRET=1")
+DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available() else "cuda"
+# widths that need two (40 -> 32 + 16) and three (100 -> 64 + 32 + 16) chunks
+ODD = NPHMConfig(id_hidden=40, id_layers=3, pos_mlp_hidden=16, ex_hidden=100, ex_layers=4)
+
+
+@contextlib.contextmanager
+def _design(**launch):
+    """The registers design (small blocks) inside, the previous setting restored after."""
+    from nphmkit.kernels import ops
+
+    saved = ops.configure()
+    ops.configure(design="registers", **{"block_m": 16, "block_m_expression": 16, **launch})
+    try:
+        yield ops
+    finally:
+        ops.configure(**saved)
+        ops.set_precision("ieee")
+
+
+@pytest.fixture
+def registers():
+    with _design() as ops:
+        yield ops
+
+
+@given(st.integers(1, 1000), st.sampled_from([16, 64, 128, 256]))
+def test_chunk_widths_are_at_most_four_powers_of_two_covering_the_width(n, max_chunk):
+    from nphmkit.kernels.ops_chunked import chunk_widths
+
+    *chunks, nc, p = chunk_widths(n, max_chunk)
+    real = chunks[:nc]
+    assert 1 <= nc <= 4 and sum(real) == p and p >= n and p % 16 == 0
+    assert all(c >= 16 and c & (c - 1) == 0 for c in chunks)
+    assert real == sorted(real, reverse=True)  # largest first
+    assert all(c <= max_chunk for c in real) or n > 4 * max_chunk
+    assert p - n < max(16, n // 4)  # padding stays small
+    assert chunk_widths(200) == (128, 64, 16, 16, 3, 208)
+    assert chunk_widths(400) == (128, 128, 128, 16, 4, 400)
+    with pytest.raises(ValueError, match="max_chunk: expected a power of two >= 16, got 48"):
+        chunk_widths(100, 48)
+
+
+def _model(config, seed=0, chunk=37):
+    return make_model(config, seed=seed, chunk_size=chunk).requires_grad_(False).to(DEVICE)
+
+
+@pytest.mark.parametrize("max_chunk", [32, 128])
+@settings(max_examples=2, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 29), st.integers(0, 999), st.sampled_from([16, 32]))
+def test_values_and_gradients_match_reference(max_chunk, batch, n_points, seed, block_m):
+    # max_chunk 32: the expression width 100 takes four chunks (3 x 32 + 16)
+    with _design(block_m=block_m, block_m_expression=48 - block_m, max_chunk=max_chunk):
+        _compare_with_reference(batch, n_points, seed)
+
+
+def _compare_with_reference(batch, n_points, seed):
+    model = _model(ODD, seed % 3)
+    x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, batch, n_points, seed))
+    q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2, device=DEVICE)], dim=-1)
+    with torch.no_grad():
+        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
+        assert_close(model.canonical(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="reference"))
+        assert_close(model.identity_sdf(q, z_id, backend="triton"), model.identity_sdf(q, z_id, backend="reference"))
+    weights = torch.randn(batch, n_points, 1, device=DEVICE)
+    grads = {}
+    for backend in ("triton", "reference"):
+        xs, zi, ze = (t.clone().requires_grad_(True) for t in (x, z_id, z_ex))
+        (model.sdf(xs, zi, ze, backend=backend) * weights).sum().backward()
+        grads[backend] = (xs.grad, zi.grad, ze.grad)
+    for name, a, b in zip(("points", "z_id", "z_ex"), grads["triton"], grads["reference"]):
+        assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_normals_and_point_only_gradients(registers):
+    model = _model(NPHMConfig.tiny(), chunk=23)
+    x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 2, 31, seed=4))
+    _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
+    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
+    assert_close(n_tri, n_ref, atol=1e-4)
+    # only z_ex wants a gradient: the identity kernel skips the code-table Jacobian
+    ze = z_ex.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model.sdf(x, z_id, ze, backend="triton").sum(), ze)
+    ze_ref = z_ex.clone().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(model.sdf(x, z_id, ze_ref, backend="reference").sum(), ze_ref)
+    assert_close(g, g_ref, atol=2e-5, rtol=1e-4)
+
+
+def test_tf32_mode(registers):
+    model = _model(ODD)
+    x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 1, 19))
+    registers.set_precision("tf32")
+    with torch.no_grad():
+        out = model.sdf(x, z_id, z_ex, backend="triton")
+        ref = model.sdf(x, z_id, z_ex, backend="reference")
+    assert_close(out, ref, atol=2e-3, rtol=1e-2)
+
+
+def test_configure_rejects_bad_values(registers):
+    with pytest.raises(ValueError, match="design: expected one of"):
+        registers.configure(design="shared")
+    with pytest.raises(ValueError, match="block_m_expression: expected a power of two >= 16, got 24"):
+        registers.configure(block_m_expression=24)
+    with pytest.raises(ValueError, match="programs_per_sm: expected a positive integer, got 0"):
+        registers.configure(programs_per_sm=0)
+    with pytest.raises(ValueError, match="num_stages: expected a positive integer, got 0"):
+        registers.configure(num_stages=0)
+    before = registers.configure()
+    with pytest.raises(ValueError, match="block_m: expected a power of two >= 16, got 48"):
+        registers.configure(design="scratch", block_m=48)  # refused as a whole: the design stays
+    assert registers.configure() == before and before["design"] == "registers"
+    # choosing a design sets its preset launch shape, unless given in the same call
+    assert registers.configure(design="scratch")["block_m"] == 128
+    assert registers.configure(design="registers", block_m=32)["block_m"] == 32
+
+
+def test_kernel_benchmark_runs_every_step_on_the_interpreter():
+    """bench_kernels.py only measures on a GPU; --smoke walks its steps on the CPU interpreter at toy sizes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    cmd = [sys.executable, str(root / "benchmarks" / "bench_kernels.py"), "--smoke", "--designs", "registers",
+           "--max-log2", "4", "--repeats", "1", "--sweep"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "registers tf32: seed" in out and "NON-FINITE" not in out
+    ieee = next(line for line in out.splitlines() if line.startswith("registers ieee: seed"))
+    errors = [float(v) for v in re.findall(r"(?:sdf|normals|d/dz_id|d/dz_ex) ([0-9.e+-]+)", ieee)]
+    assert len(errors) == 4 and max(errors) < 1e-5, ieee
+    rows = [line for line in out.splitlines() if line.strip().startswith("16 sdf")]
+    assert len(rows) == 4 and all("registers" in r and "failed" not in r for r in rows), out
