@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nphmkit import NPHMConfig
 from tests.helpers import assert_close
+from tests.kernels.compare import assert_gradients_match, assert_queries_match
 from tests.nphm.cases import make_inputs, make_model
 
 pytest.importorskip("triton")
@@ -78,18 +79,8 @@ def _compare_with_reference(batch, n_points, seed):
     model = _model(ODD, seed % 3)
     x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, batch, n_points, seed))
     q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2, device=DEVICE)], dim=-1)
-    with torch.no_grad():
-        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
-        assert_close(model.canonical(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="reference"))
-        assert_close(model.identity_sdf(q, z_id, backend="triton"), model.identity_sdf(q, z_id, backend="reference"))
-    weights = torch.randn(batch, n_points, 1, device=DEVICE)
-    grads = {}
-    for backend in ("triton", "reference"):
-        xs, zi, ze = (t.clone().requires_grad_(True) for t in (x, z_id, z_ex))
-        (model.sdf(xs, zi, ze, backend=backend) * weights).sum().backward()
-        grads[backend] = (xs.grad, zi.grad, ze.grad)
-    for name, a, b in zip(("points", "z_id", "z_ex"), grads["triton"], grads["reference"]):
-        assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+    assert_queries_match(model, x, z_id, z_ex, q)
+    assert_gradients_match(model, x, z_id, z_ex, torch.randn(batch, n_points, 1, device=DEVICE))
 
 
 def test_normals_and_point_only_gradients(registers):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nphmkit import NPHMConfig
 from tests.helpers import assert_close
+from tests.kernels.compare import assert_gradients_match, assert_queries_match
 from tests.nphm.cases import make_inputs, make_model
 
 pytest.importorskip("triton")
@@ -35,24 +36,14 @@ def test_values_match_reference(batch, n_points, seed):
     model = _frozen(NPHMConfig.tiny(), seed % 5, chunk=23)
     x, z_id, z_ex = _inputs(model, batch, n_points, seed)
     q = torch.cat([x, 0.05 * torch.randn(batch, n_points, 2, device=DEVICE)], dim=-1)
-    with torch.no_grad():
-        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
-        assert_close(model.canonical(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="reference"))
-        assert_close(model.identity_sdf(q, z_id, backend="triton"), model.identity_sdf(q, z_id, backend="reference"))
+    assert_queries_match(model, x, z_id, z_ex, q)
 
 
 @pytest.mark.parametrize("config", [NPHMConfig.tiny(), NPHMConfig.small()], ids=["tiny", "small"])
 def test_gradients_wrt_points_and_codes_match_reference(config):
     model = _frozen(config, chunk=30)
     x, z_id, z_ex = _inputs(model, 2, 21, seed=3)
-    weights = torch.randn(2, 21, 1, device=DEVICE)
-    grads = {}
-    for backend in ("triton", "reference"):
-        xs, zi, ze = (t.clone().requires_grad_(True) for t in (x, z_id, z_ex))
-        (model.sdf(xs, zi, ze, backend=backend) * weights).sum().backward()
-        grads[backend] = (xs.grad, zi.grad, ze.grad)
-    for name, a, b in zip(("points", "z_id", "z_ex"), grads["triton"], grads["reference"]):
-        assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+    assert_gradients_match(model, x, z_id, z_ex, torch.randn(2, 21, 1, device=DEVICE))
     # normals through the backward kernels
     _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
     _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
