@@ -1,12 +1,12 @@
 """Triton kernels vs the torch path on a CUDA GPU: points/s, useful and executed TFLOP/s, share of the matmul rate.
 
 For 2^15 ... 2^22 points at the official sizes: SDF forward and forward + normals, in exact fp32
-("ieee") and TF32 modes, for each kernel design asked for ("scratch": activations through a
-global scratch buffer; "registers": activations on chip); the GPU's matmul rate is measured in
-the same run (8192^2 products in the same precision). Useful FLOPs = the official per-point
-cost (5.44 MFLOP forward; forward + normals counts the input-gradient pass too: 2x); executed
-FLOPs add each design's padding and, for normals, the forward passes its backward kernels
-recompute (see ``executed_flops_per_point``).
+("ieee"), fp32 emulated by three TF32 products ("tf32x3") and TF32 modes, for each kernel design
+asked for ("scratch": activations through a global scratch buffer; "registers": activations on
+chip); the GPU's matmul rate is measured in the same run (8192^2 products; TF32 for tf32 rows,
+float32 for the others). Useful FLOPs = the official per-point cost (5.44 MFLOP forward; forward
++ normals counts the input-gradient pass too: 2x); executed FLOPs add each design's padding and,
+for normals, the forward passes its backward kernels recompute (see ``executed_flops_per_point``).
 
 Before timing it checks the kernels against ``backend="torch"`` at the official sizes on fresh
 random weights, codes and points (relative error of values, normals and code gradients), and
@@ -176,9 +176,22 @@ def _designs(text: str) -> list[str]:
     return names
 
 
+def _precisions(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    allowed = ("tf32", "tf32x3", "ieee")
+    if not names or any(v not in allowed for v in names):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {allowed}, got {text!r}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", type=_designs, default=list(DESIGNS), help="kernel designs, e.g. registers")
+    parser.add_argument(
+        "--precision", type=_precisions, default=["tf32", "tf32x3", "ieee"],
+        help="kernel precisions; tf32 rows compare with TF32 matmuls and the torch path in TF32, the "
+        "float32-accurate ieee and tf32x3 rows with float32 ones",
+    )
     parser.add_argument("--min-log2", type=int, default=15)
     parser.add_argument("--max-log2", type=int, default=22)
     parser.add_argument("--repeats", type=int, default=3)
@@ -217,7 +230,7 @@ def main() -> None:
         fwd, nrm = executed_flops_per_point(cfg, design)
         print(f"{design}: executed {fwd / 1e6:.2f} MFLOP/point forward, {nrm / 1e6:.2f} with normals", flush=True)
         ok = True
-        for precision in ("ieee", "tf32") if not args.no_check else ():
+        for precision in args.precision if not args.no_check else ():
             try:
                 print(check(model, precision, design), flush=True)
             except Exception as err:  # noqa: BLE001 - a design this GPU cannot compile is reported, not fatal
@@ -236,7 +249,7 @@ def main() -> None:
         shapes[design] = ops.configure()
         print(f"{design} launch shape: {shapes[design]}", flush=True)
         designs.append(design)
-    for precision in ("tf32", "ieee"):
+    for precision in args.precision:
         rate = matmul_rate(precision)
         set_precision(precision)
         print(f"\n{precision}: matmul rate {rate / 1e12:.1f} TFLOP/s ({_run['matmul']}^2)")

@@ -6,6 +6,8 @@
 # scratch design alone: ~150 s of Triton compilation, ~310 s for the table, ~100 s for the tests);
 # the budget stops the table early rather than losing the tests.
 #   DESIGNS=registers (or scratch) times one design; SWEEP=registers,scratch | none picks the sweeps;
+#   PRECISION=tf32,tf32x3,ieee (default tf32,tf32x3: the scratch design's ieee figures are recorded, and the
+#   registers design's ieee kernels compile to spilling FMA code for minutes: benchmarks/compile_kernels.py);
 #   BENCH_BUDGET / BENCH_TIMEOUT / TEST_TIMEOUT in seconds; extra arguments go to bench_kernels.py.
 # Before spending GPU time, walk the same steps on the CPU: TRITON_INTERPRET=1 python
 # benchmarks/bench_kernels.py --smoke --sweep
@@ -19,7 +21,8 @@ fi
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 sweep=(--sweep "${SWEEP:-registers}"); [ "${SWEEP:-registers}" = none ] && sweep=()
 timeout "${BENCH_TIMEOUT:-420}" python3 benchmarks/bench_kernels.py --designs "${DESIGNS:-registers,scratch}" \
-  "${sweep[@]}" --repeats 2 --budget-s "${BENCH_BUDGET:-300}" "$@" 2>&1 | tee "$out/bench.txt"
-timeout "${TEST_TIMEOUT:-160}" python3 -m pytest tests/kernels -q -x -p no:cacheprovider \
-  --deselect tests/kernels/test_registers.py::test_kernel_benchmark_runs_every_step_on_the_interpreter \
+  --precision "${PRECISION:-tf32,tf32x3}" "${sweep[@]}" --repeats 2 --budget-s "${BENCH_BUDGET:-300}" "$@" \
+  2>&1 | tee "$out/bench.txt"
+# test_registers.py is for the interpreter (in ieee the registers kernels compile to FMA code for minutes)
+timeout "${TEST_TIMEOUT:-160}" python3 -m pytest tests/kernels/test_triton.py -q -x -p no:cacheprovider \
   2>&1 | tail -15 | tee "$out/pytest.txt"

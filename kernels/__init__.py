@@ -3,7 +3,8 @@
 Importing this package imports nothing heavy; triton is imported on first use and a failure is
 cached. ``available()`` says whether the kernels can run here (triton importable, and a CUDA
 GPU or ``TRITON_INTERPRET=1`` for the CPU interpreter); ``require_kernels()`` raises a clear
-error when not. ``set_precision("tf32")`` switches the products to TF32 (``"ieee"``: exact fp32).
+error when not. ``set_precision("tf32")`` switches the products to TF32 (``"ieee"``: exact fp32; ``"tf32x3"``:
+fp32 emulated on tensor cores).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def require_kernels() -> None:
 
 
 def set_precision(mode: str) -> None:
-    """``"ieee"`` (exact float32, default) or ``"tf32"`` products in the kernels."""
+    """``"ieee"`` (exact float32, default), ``"tf32x3"`` or ``"tf32"`` products in the kernels (``ops.set_precision``)."""
     require_kernels()
     from nphmkit.kernels import ops
 

@@ -23,11 +23,9 @@ import triton.language as tl
 
 
 @triton.jit
-def dot(a, b, IEEE: tl.constexpr):
-    if IEEE:
-        return tl.dot(a, b, input_precision="ieee")
-    else:
-        return tl.dot(a, b, input_precision="tf32")
+def dot(a, b, PRECISION: tl.constexpr):
+    """``a @ b`` with ``tl.dot``'s input precision: "ieee" (fp32 FMA), "tf32x3" or "tf32" (tensor cores)."""
+    return tl.dot(a, b, input_precision=PRECISION)
 
 
 @triton.jit
@@ -95,14 +93,14 @@ def store_chunks(ptr, rows, valid, ld, a0, a1, a2, a3, C0: tl.constexpr, C1: tl.
 
 @triton.jit
 def _column_chunk(a0, a1, a2, a3, w, ld, n0: tl.constexpr, CN: tl.constexpr, K0: tl.constexpr, K1: tl.constexpr,
-                  K2: tl.constexpr, K3: tl.constexpr, NK: tl.constexpr, IEEE: tl.constexpr):
-    acc = dot(a0, load_tile(w, ld, 0, n0, K0, CN), IEEE)
+                  K2: tl.constexpr, K3: tl.constexpr, NK: tl.constexpr, PRECISION: tl.constexpr):
+    acc = dot(a0, load_tile(w, ld, 0, n0, K0, CN), PRECISION)
     if NK > 1:
-        acc += dot(a1, load_tile(w, ld, K0, n0, K1, CN), IEEE)
+        acc += dot(a1, load_tile(w, ld, K0, n0, K1, CN), PRECISION)
     if NK > 2:
-        acc += dot(a2, load_tile(w, ld, K0 + K1, n0, K2, CN), IEEE)
+        acc += dot(a2, load_tile(w, ld, K0 + K1, n0, K2, CN), PRECISION)
     if NK > 3:
-        acc += dot(a3, load_tile(w, ld, K0 + K1 + K2, n0, K3, CN), IEEE)
+        acc += dot(a3, load_tile(w, ld, K0 + K1 + K2, n0, K3, CN), PRECISION)
     return acc
 
 
@@ -110,19 +108,19 @@ def _column_chunk(a0, a1, a2, a3, w, ld, n0: tl.constexpr, CN: tl.constexpr, K0:
 def matmul(a0, a1, a2, a3, w, ld,
            K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr, NK: tl.constexpr,
            N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr, NN: tl.constexpr,
-           BM: tl.constexpr, IEEE: tl.constexpr):
+           BM: tl.constexpr, PRECISION: tl.constexpr):
     """Chunked ``a @ w``: ``a`` in chunks ``K*``, ``w`` a padded row-major ``(K0 + .., ld)`` matrix;
     returns the product in chunks ``N*`` (placeholders are zeros)."""
-    o0 = _column_chunk(a0, a1, a2, a3, w, ld, 0, N0, K0, K1, K2, K3, NK, IEEE)
+    o0 = _column_chunk(a0, a1, a2, a3, w, ld, 0, N0, K0, K1, K2, K3, NK, PRECISION)
     o1 = tl.zeros((BM, N1), dtype=tl.float32)
     o2 = tl.zeros((BM, N2), dtype=tl.float32)
     o3 = tl.zeros((BM, N3), dtype=tl.float32)
     if NN > 1:
-        o1 = _column_chunk(a0, a1, a2, a3, w, ld, N0, N1, K0, K1, K2, K3, NK, IEEE)
+        o1 = _column_chunk(a0, a1, a2, a3, w, ld, N0, N1, K0, K1, K2, K3, NK, PRECISION)
     if NN > 2:
-        o2 = _column_chunk(a0, a1, a2, a3, w, ld, N0 + N1, N2, K0, K1, K2, K3, NK, IEEE)
+        o2 = _column_chunk(a0, a1, a2, a3, w, ld, N0 + N1, N2, K0, K1, K2, K3, NK, PRECISION)
     if NN > 3:
-        o3 = _column_chunk(a0, a1, a2, a3, w, ld, N0 + N1 + N2, N3, K0, K1, K2, K3, NK, IEEE)
+        o3 = _column_chunk(a0, a1, a2, a3, w, ld, N0 + N1 + N2, N3, K0, K1, K2, K3, NK, PRECISION)
     return o0, o1, o2, o3
 
 

@@ -30,7 +30,7 @@ def _rank3(acc, x, rows, valid, w, E, HP: tl.constexpr):
 def _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s1, p_base, P, E,
                   NH: tl.constexpr, SKIP: tl.constexpr, beta,
                   HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                  SAVE_PRE: tl.constexpr, IEEE: tl.constexpr):
+                  SAVE_PRE: tl.constexpr, PRECISION: tl.constexpr):
     rm = tl.arange(0, BM)
     rh = tl.arange(0, HP)
     hmask = rh < E
@@ -47,7 +47,7 @@ def _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s
         pre = p_base + (layer + 1) * BM * HP
         if layer == SKIP:
             dense_forward(src, dst, pre, wh + layer * E * E, bh + layer * E, E, E, beta,
-                          HP, HP, BM, BN, BK, False, False, IEEE)
+                          HP, HP, BM, BN, BK, False, False, PRECISION)
             tl.debug_barrier()
             a = tl.load(dst + rm[:, None] * HP + rh[None, :])
             a += tl.load(c_skip + b[:, None] * E + rh[None, :], mask=valid[:, None] & hmask[None, :], other=0.0)
@@ -57,7 +57,7 @@ def _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s
             tl.store(dst + rm[:, None] * HP + rh[None, :], tl.where(hmask[None, :], softplus(a, beta), 0.0))
         else:
             dense_forward(src, dst, pre, wh + layer * E * E, bh + layer * E, E, E, beta,
-                          HP, HP, BM, BN, BK, True, SAVE_PRE, IEEE)
+                          HP, HP, BM, BN, BK, True, SAVE_PRE, PRECISION)
         tl.debug_barrier()
 
 
@@ -65,7 +65,7 @@ def _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s
 def expression_forward_kernel(
     x, bidx, c_first, c_skip, w0x, wh, bh, wsx, wout, bout, out, scratch, P, E,
     NH: tl.constexpr, SKIP: tl.constexpr, OUT: tl.constexpr, beta,
-    HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
+    HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     rm = tl.arange(0, BM)
@@ -74,10 +74,10 @@ def expression_forward_kernel(
     s0 = scratch + pid * 2 * BM * HP
     s1 = s0 + BM * HP
     _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s1, s0, P, E, NH, SKIP, beta,
-                  HP, BM, BN, BK, False, IEEE)
+                  HP, BM, BN, BK, False, PRECISION)
     last = s0 if NH % 2 == 0 else s1
     dst = s1 if NH % 2 == 0 else s0
-    dense_forward(last, dst, dst, wout, bout, E, OUT, beta, HP, OP, BM, BN, BK, False, False, IEEE)
+    dense_forward(last, dst, dst, wout, bout, E, OUT, beta, HP, OP, BM, BN, BK, False, False, PRECISION)
     tl.debug_barrier()
     ro = tl.arange(0, OP)
     o = tl.load(dst + rm[:, None] * HP + ro[None, :])
@@ -88,7 +88,7 @@ def expression_forward_kernel(
 def expression_backward_kernel(
     x, bidx, c_first, c_skip, w0x, wh, bh, wsx, wout, grad_out, grad_x, grad_first, grad_skip, scratch, pres, P, E,
     NH: tl.constexpr, SKIP: tl.constexpr, OUT: tl.constexpr, beta,
-    HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
+    HP: tl.constexpr, OP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     rm = tl.arange(0, BM)
@@ -100,13 +100,13 @@ def expression_backward_kernel(
     s1 = s0 + BM * HP
     p_base = pres + pid * (NH + 1) * BM * HP
     _forward_body(x, bidx, c_first, c_skip, w0x, wh, bh, wsx, rows, valid, s0, s1, p_base, P, E, NH, SKIP, beta,
-                  HP, BM, BN, BK, True, IEEE)
+                  HP, BM, BN, BK, True, PRECISION)
     # d out / d h_last: the upstream gradient (OUT wide, zero-padded) through W_out
     ro = tl.arange(0, OP)
     go = tl.load(grad_out + rows[:, None] * OUT + ro[None, :], mask=valid[:, None] & (ro[None, :] < OUT), other=0.0)
     tl.store(s0 + rm[:, None] * HP + ro[None, :], go)
     tl.debug_barrier()
-    dense_backward(s0, s1, p_base + NH * BM * HP, wout, E, OUT, beta, HP, OP, BM, BN, BK, IEEE)
+    dense_backward(s0, s1, p_base + NH * BM * HP, wout, E, OUT, beta, HP, OP, BM, BN, BK, PRECISION)
     tl.debug_barrier()
     gx0 = tl.zeros((BM,), dtype=tl.float32)
     gx1 = tl.zeros((BM,), dtype=tl.float32)
@@ -121,7 +121,7 @@ def expression_backward_kernel(
             gx0 += tl.sum(g * tl.load(wsx + rh * 3 + 0, mask=hmask, other=0.0)[None, :], axis=1)
             gx1 += tl.sum(g * tl.load(wsx + rh * 3 + 1, mask=hmask, other=0.0)[None, :], axis=1)
             gx2 += tl.sum(g * tl.load(wsx + rh * 3 + 2, mask=hmask, other=0.0)[None, :], axis=1)
-        dense_backward(src, dst, p_base + layer * BM * HP, wh + layer * E * E, E, E, beta, HP, HP, BM, BN, BK, IEEE)
+        dense_backward(src, dst, p_base + layer * BM * HP, wh + layer * E * E, E, E, beta, HP, HP, BM, BN, BK, PRECISION)
         tl.debug_barrier()
     first = s1 if NH % 2 == 0 else s0
     g0 = tl.load(first + rm[:, None] * HP + rh[None, :])

@@ -32,7 +32,7 @@ def expression_chunked_kernel(
     out, grad_out, grad_x, grad_first, grad_skip, scratch, n_points, n_blocks, E, beta,
     NH: tl.constexpr, SKIP: tl.constexpr, OUT: tl.constexpr, OP: tl.constexpr, P: tl.constexpr,
     C0: tl.constexpr, C1: tl.constexpr, C2: tl.constexpr, C3: tl.constexpr, NC: tl.constexpr,
-    BM: tl.constexpr, IEEE: tl.constexpr, BACKWARD: tl.constexpr,
+    BM: tl.constexpr, PRECISION: tl.constexpr, BACKWARD: tl.constexpr,
 ):
     """Padded weights: ``wt``/``wb (NH, P, P)`` (transposed / not), ``bh (NH, P)``, ``wout_t (P, OP)``,
     ``wout (OP, P)``, ``bout (OP,)``."""
@@ -51,7 +51,8 @@ def expression_chunked_kernel(
         for layer in range(NH):  # a loop, not unrolled: compile time
             if BACKWARD:
                 save_block(slopes + layer * (BM * P), s0, s1, s2, s3, BM, P, C0, C1, C2, C3, NC)
-            p0, p1, p2, p3 = matmul(h0, h1, h2, h3, wt + layer * (P * P), P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, IEEE)
+            w = wt + layer * (P * P)
+            p0, p1, p2, p3 = matmul(h0, h1, h2, h3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, PRECISION)
             p0, p1, p2, p3 = add_vector(p0, p1, p2, p3, bh + layer * P, C0, C1, C2, C3, NC)
             if layer == SKIP:
                 q0, q1, q2, q3 = load_chunks(c_skip, b, valid, P, BM, C0, C1, C2, C3, NC)
@@ -59,7 +60,7 @@ def expression_chunked_kernel(
                 p0, p1, p2, p3 = rank_update(p0, p1, p2, p3, x, rows, valid, 3, wsx, P, C0, C1, C2, C3, NC)
             h0, h1, h2, h3, s0, s1, s2, s3 = activate(p0, p1, p2, p3, beta)
         if not BACKWARD:
-            o, _o1, _o2, _o3 = matmul(h0, h1, h2, h3, wout_t, OP, C0, C1, C2, C3, NC, OP, 16, 16, 16, 1, BM, IEEE)
+            o, _o1, _o2, _o3 = matmul(h0, h1, h2, h3, wout_t, OP, C0, C1, C2, C3, NC, OP, 16, 16, 16, 1, BM, PRECISION)
             o += tl.load(bout + ro)[None, :]
             tl.store(out + rows[:, None] * OUT + ro[None, :], o, mask=valid[:, None] & (ro[None, :] < OUT))
         else:
@@ -67,7 +68,7 @@ def expression_chunked_kernel(
             go = tl.load(grad_out + rows[:, None] * OUT + ro[None, :], mask=valid[:, None] & (ro[None, :] < OUT),
                          other=0.0)
             z = tl.zeros((BM, 16), dtype=tl.float32)
-            g0, g1, g2, g3 = matmul(go, z, z, z, wout, P, OP, 16, 16, 16, 1, C0, C1, C2, C3, NC, BM, IEEE)
+            g0, g1, g2, g3 = matmul(go, z, z, z, wout, P, OP, 16, 16, 16, 1, C0, C1, C2, C3, NC, BM, PRECISION)
             g0, g1, g2, g3 = g0 * s0, g1 * s1, g2 * s2, g3 * s3
             gx0 = tl.zeros((BM,), dtype=tl.float32)
             gx1 = tl.zeros((BM,), dtype=tl.float32)
@@ -79,7 +80,8 @@ def expression_chunked_kernel(
                     gx0 += project(g0, g1, g2, g3, wsx, C0, C1, C2, C3, NC)
                     gx1 += project(g0, g1, g2, g3, wsx + P, C0, C1, C2, C3, NC)
                     gx2 += project(g0, g1, g2, g3, wsx + 2 * P, C0, C1, C2, C3, NC)
-                g0, g1, g2, g3 = matmul(g0, g1, g2, g3, wb + layer * (P * P), P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, IEEE)
+                w = wb + layer * (P * P)
+                g0, g1, g2, g3 = matmul(g0, g1, g2, g3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, PRECISION)
                 g0, g1, g2, g3 = scale_by_block(slopes + layer * (BM * P), g0, g1, g2, g3, BM, P, C0, C1, C2, C3, NC)
             store_chunks(grad_first, rows, valid, E, g0, g1, g2, g3, C0, C1, C2, C3, NC, E)
             gx0 += project(g0, g1, g2, g3, w0x, C0, C1, C2, C3, NC)

@@ -38,7 +38,7 @@ def _first_layer(table, rows, delta, w0d, ids, valid, t, scratch, pre, H, D: tl.
 def ensemble_forward_kernel(
     table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, bout, out, scratch,
     H, N_HIDDEN: tl.constexpr, D: tl.constexpr, beta,
-    HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
+    HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     t = tl.load(block_type + pid)
@@ -55,7 +55,7 @@ def ensemble_forward_kernel(
             src = s0 if layer % 2 == 0 else s1
             dst = s1 if layer % 2 == 0 else s0
             dense_forward(src, dst, dst, wh + (t * N_HIDDEN + layer) * H * H, bh + (t * N_HIDDEN + layer) * H, H, H, beta,
-                          HP, HP, BM, BN, BK, True, False, IEEE)
+                          HP, HP, BM, BN, BK, True, False, PRECISION)
             tl.debug_barrier()
         last = s0 if N_HIDDEN % 2 == 0 else s1
         rh = tl.arange(0, HP)
@@ -69,7 +69,7 @@ def ensemble_forward_kernel(
 def ensemble_backward_kernel(
     table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, grad_out, grad_pre0, grad_delta, scratch, pres,
     H, N_HIDDEN: tl.constexpr, D: tl.constexpr, beta,
-    HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
+    HP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)  # offsets below pass 2^31 at large chunks
     t = tl.load(block_type + pid)
@@ -90,7 +90,7 @@ def ensemble_backward_kernel(
             src = s0 if layer % 2 == 0 else s1
             dst = s1 if layer % 2 == 0 else s0
             dense_forward(src, dst, p_base + (layer + 1) * BM * HP, wh + (t * N_HIDDEN + layer) * H * H,
-                          bh + (t * N_HIDDEN + layer) * H, H, H, beta, HP, HP, BM, BN, BK, True, True, IEEE)
+                          bh + (t * N_HIDDEN + layer) * H, H, H, beta, HP, HP, BM, BN, BK, True, True, PRECISION)
             tl.debug_barrier()
         # backward: d f / d h_last = w_out, through the last softplus
         g_out = tl.load(grad_out + ids, mask=valid, other=0.0)
@@ -105,7 +105,7 @@ def ensemble_backward_kernel(
             src = s0 if i % 2 == 0 else s1
             dst = s1 if i % 2 == 0 else s0
             dense_backward(src, dst, p_base + layer * BM * HP, wh + (t * N_HIDDEN + layer) * H * H, H, H, beta,
-                           HP, HP, BM, BN, BK, IEEE)
+                           HP, HP, BM, BN, BK, PRECISION)
             tl.debug_barrier()
         first = s0 if N_HIDDEN % 2 == 0 else s1
         g0 = tl.load(first + rm[:, None] * HP + rh[None, :])

@@ -38,7 +38,7 @@ def ensemble_chunked_kernel(
     out, jac_delta, jac_pre0, scratch, n_blocks, H, beta,
     NH: tl.constexpr, D: tl.constexpr, P: tl.constexpr,
     C0: tl.constexpr, C1: tl.constexpr, C2: tl.constexpr, C3: tl.constexpr, NC: tl.constexpr,
-    BM: tl.constexpr, IEEE: tl.constexpr, GRAD: tl.constexpr, PRE0: tl.constexpr,
+    BM: tl.constexpr, PRECISION: tl.constexpr, GRAD: tl.constexpr, PRE0: tl.constexpr,
 ):
     """Per pair: ``out = f``; with ``GRAD`` also ``jac_delta = df/d offset``; with ``PRE0``
     ``jac_pre0 = df/d pre0``. Padded weights: ``w0d (T, D, P)``, ``wt``/``wb (T, NH, P, P)``
@@ -62,7 +62,7 @@ def ensemble_chunked_kernel(
                 if GRAD:
                     save_block(slopes + layer * (BM * P), s0, s1, s2, s3, BM, P, C0, C1, C2, C3, NC)
                 w = wt + (t * NH + layer) * (P * P)
-                p0, p1, p2, p3 = matmul(h0, h1, h2, h3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, IEEE)
+                p0, p1, p2, p3 = matmul(h0, h1, h2, h3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, PRECISION)
                 p0, p1, p2, p3 = add_vector(p0, p1, p2, p3, bh + (t * NH + layer) * P, C0, C1, C2, C3, NC)
                 h0, h1, h2, h3, s0, s1, s2, s3 = activate(p0, p1, p2, p3, beta)
             f = project(h0, h1, h2, h3, wout + t * P, C0, C1, C2, C3, NC) + tl.load(bout + t)
@@ -74,7 +74,7 @@ def ensemble_chunked_kernel(
                 for i in range(NH):
                     layer = NH - 1 - i
                     w = wb + (t * NH + layer) * (P * P)
-                    g0, g1, g2, g3 = matmul(g0, g1, g2, g3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, IEEE)
+                    g0, g1, g2, g3 = matmul(g0, g1, g2, g3, w, P, C0, C1, C2, C3, NC, C0, C1, C2, C3, NC, BM, PRECISION)
                     g0, g1, g2, g3 = scale_by_block(slopes + layer * (BM * P), g0, g1, g2, g3, BM, P, C0, C1, C2, C3, NC)
                 for d in tl.static_range(D):
                     jd = project(g0, g1, g2, g3, w0d + t * (D * P) + d * P, C0, C1, C2, C3, NC)

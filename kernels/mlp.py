@@ -31,7 +31,7 @@ def sigmoid(x):
 def dense_forward(
     src, dst, pre, w_ptr, b_ptr, k_in, n_out, beta,
     HP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    ACT: tl.constexpr, SAVE_PRE: tl.constexpr, IEEE: tl.constexpr,
+    ACT: tl.constexpr, SAVE_PRE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """``dst = act(src @ W^T + b)`` for ``src (BM, HP)``, ``W (n_out, k_in)`` row-major, outputs up to ``NP``
     (padded ``n_out``); optional pre-activation copy. Rows of ``src``/``dst`` are ``HP`` apart."""
@@ -43,10 +43,7 @@ def dense_forward(
             rk = k0 + tl.arange(0, BK)
             a = tl.load(src + rm[:, None] * HP + rk[None, :])
             w = tl.load(w_ptr + rn[None, :] * k_in + rk[:, None], mask=(rn[None, :] < n_out) & (rk[:, None] < k_in), other=0.0)
-            if IEEE:
-                acc += tl.dot(a, w, input_precision="ieee")
-            else:
-                acc += tl.dot(a, w, input_precision="tf32")
+            acc += tl.dot(a, w, input_precision=PRECISION)
         bias = tl.load(b_ptr + rn, mask=rn < n_out, other=0.0)
         acc += bias[None, :]
         if SAVE_PRE:
@@ -60,7 +57,7 @@ def dense_forward(
 @triton.jit
 def dense_backward(
     src, dst, pre, w_ptr, k_in, n_out, beta,
-    HP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
+    HP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """``dst = (src @ W) * sigmoid(beta * pre)``: backprop ``src (BM, NP..)`` (grads of the ``n_out`` outputs,
     padded to ``NP``) through ``W (n_out, k_in)`` into the ``k_in`` inputs (padded to ``HP``), then through the
@@ -73,10 +70,7 @@ def dense_backward(
             rk = k0 + tl.arange(0, BK)  # output features of W
             g = tl.load(src + rm[:, None] * HP + rk[None, :])
             w = tl.load(w_ptr + rk[:, None] * k_in + rn[None, :], mask=(rk[:, None] < n_out) & (rn[None, :] < k_in), other=0.0)
-            if IEEE:
-                acc += tl.dot(g, w, input_precision="ieee")
-            else:
-                acc += tl.dot(g, w, input_precision="tf32")
+            acc += tl.dot(g, w, input_precision=PRECISION)
         p = tl.load(pre + rm[:, None] * HP + rn[None, :])
         acc = acc * sigmoid(beta * p)
         acc = tl.where(rn[None, :] < k_in, acc, 0.0)

@@ -19,20 +19,25 @@ from .expression import expression_backward_kernel, expression_forward_kernel
 from .identity import ensemble_backward_kernel, ensemble_forward_kernel
 
 _precision = {"mode": "ieee"}
+PRECISIONS = ("ieee", "tf32x3", "tf32")
 # design "scratch": activations through a per-program global scratch buffer (measured on an H100, see
 # benchmarks/RESULTS.md); "registers": activations on chip in power-of-two chunks (kernels/chunked.py)
 _PRESETS = {
     "scratch": {"block_m": 128, "tile": 64, "num_warps": 8},  # the fastest of 3 shapes tried on an H100
-    # not yet timed on a GPU; num_stages 1: no software pipelining of the many weight tiles per layer
-    # (buffers for several stages of them would not fit in shared memory)
-    "registers": {"block_m": 64, "num_warps": 8, "num_stages": 1},
+    # Not yet timed on a GPU; chosen by what the sm_90 compiler makes of it (benchmarks/compile_kernels.py,
+    # RESULTS.md): 64-wide chunks for the identity MLPs (200 -> 3 x 64 + 16; the expression's 400 then
+    # takes 3 x 128 + 16), 64 rows and 8 warps spill least; num_stages 1: no software pipelining of
+    # the many weight tiles per layer (buffers for several stages would not fit in shared memory).
+    "registers": {"block_m": 64, "block_m_expression": 64, "max_chunk": 64, "num_warps": 8, "num_stages": 1},
 }
 _launch = {
     "design": "scratch",
-    **_PRESETS["scratch"],  # block_m: rows per program (identity pairs; points of the scratch expression)
-    "block_m_expression": 32,  # points per program of the registers design's expression kernel
+    "block_m": 128,  # rows per program (identity pairs; points of the scratch expression)
+    "tile": 64,  # tl.dot tile edge of the scratch design
+    "num_warps": 8,
+    "block_m_expression": 64,  # points per program of the registers design's expression kernel
     "programs_per_sm": 2,  # persistent grid of the registers design's backward kernels
-    "max_chunk": 128,  # widest activation chunk of the registers design (a 64 KiB fp32 weight tile)
+    "max_chunk": 64,  # widest activation chunk of the registers design (wider layers: up to 4x this)
     "num_stages": 1,  # software-pipelining stages of the registers design's launches
 }
 _DESIGNS = tuple(_PRESETS)
@@ -52,7 +57,7 @@ def configure(
     """Set the kernels' design and launch shape; returns the whole setting (a dict ``configure(**d)`` takes).
 
     ``design``: ``"scratch"`` (default) or ``"registers"``; choosing one also sets its preset
-    ``block_m``/``tile``/``num_warps`` unless they are given in the same call. ``block_m``: rows per
+    (``_PRESETS``) except for values given in the same call. ``block_m``: rows per
     program; ``tile``: the ``tl.dot`` tile edge (scratch design); ``num_warps``: warps per program;
     ``block_m_expression``: points per program of the registers design's expression kernel;
     ``programs_per_sm``: programs per SM of its persistent backward launches; ``max_chunk``: its
@@ -80,9 +85,10 @@ def configure(
 
 
 def set_precision(mode: str) -> None:
-    """``"ieee"`` (exact float32 products, the default) or ``"tf32"`` (faster on GPUs, ~1e-3 relative)."""
-    if mode not in ("ieee", "tf32"):
-        raise ValueError(f"mode: expected 'ieee' or 'tf32', got {mode!r}")
+    """Products in the kernels: ``"ieee"`` (exact float32 FMA, the default), ``"tf32x3"`` (float32 emulated
+    by three TF32 tensor-core products) or ``"tf32"`` (one TF32 product, ~1e-3 relative)."""
+    if mode not in PRECISIONS:
+        raise ValueError(f"mode: expected one of {PRECISIONS}, got {mode!r}")
     _precision["mode"] = mode
 
 
@@ -149,7 +155,7 @@ class _Ensemble(torch.autograd.Function):
         table_c, delta_c = table.detach().contiguous(), delta.detach().contiguous()
         ensemble_forward_kernel[(n_blocks,)](
             table_c, rows, delta_c, sorted_ids, block_type, *weights, out, scratch, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee", num_warps=_launch["num_warps"],
+            HP=hp, BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"], num_warps=_launch["num_warps"],
         )
         ctx.save_for_backward(table_c, delta_c, rows, sorted_ids, block_type)
         ctx.model, ctx.weights, ctx.bm = model, weights, bm
@@ -173,7 +179,7 @@ class _Ensemble(torch.autograd.Function):
         ensemble_backward_kernel[(n_blocks,)](
             table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, grad_out.contiguous(), grad_pre0,
             grad_delta, scratch, pres, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee", num_warps=_launch["num_warps"],
+            HP=hp, BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"], num_warps=_launch["num_warps"],
         )
         grad_table = torch.zeros_like(table).index_add_(0, rows.long(), grad_pre0)
         return grad_table, grad_delta, None, None, None
@@ -189,7 +195,7 @@ def identity_chunk(model, prep: fast.IdentityPrep, q: torch.Tensor, bidx: torch.
     if _launch["design"] == "registers":
         sorted_ids, block_type = block_layout(types, cfg.n_types, _launch["block_m"])
         f = ops_chunked.EnsembleChunked.apply(
-            prep.first_layer, delta, rows, sorted_ids, block_type, model, dict(_launch), _precision["mode"] == "ieee"
+            prep.first_layer, delta, rows, sorted_ids, block_type, model, dict(_launch), _precision["mode"]
         )
     else:
         f = _Ensemble.apply(prep.first_layer, delta, rows, types, model)
@@ -234,7 +240,7 @@ class _Expression(torch.autograd.Function):
         bidx32 = bidx.to(torch.int32)
         expression_forward_kernel[(n_blocks,)](
             x_c, bidx32, first_c, skip_c, w0x, wh, bh, wsx, wout, bout, out, scratch, p, e, nh, cfg.ex_skip - 1,
-            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"],
             num_warps=_launch["num_warps"],
         )
         ctx.save_for_backward(first_c, skip_c, x_c, bidx32)
@@ -261,7 +267,7 @@ class _Expression(torch.autograd.Function):
         expression_backward_kernel[(n_blocks,)](
             x, bidx, first, skip, w0x, wh, bh, wsx, wout, grad_out.contiguous(), grad_x, grad_first_rows,
             grad_skip_rows, scratch, pres, p, e, nh, cfg.ex_skip - 1, out_dim, cfg.softplus_beta,
-            HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, IEEE=_precision["mode"] == "ieee",
+            HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"],
             num_warps=_launch["num_warps"],
         )
         idx = bidx.long()
@@ -274,7 +280,7 @@ def expression_chunk(model, prep: fast.ExpressionPrep, x: torch.Tensor, bidx: to
     """Expression MLP output ``(P, 3 + n_hyper)`` of flat points ``x (P, 3)``."""
     if _launch["design"] == "registers":
         return ops_chunked.ExpressionChunked.apply(
-            prep.first, prep.skip, x, bidx, model, dict(_launch), _precision["mode"] == "ieee"
+            prep.first, prep.skip, x, bidx, model, dict(_launch), _precision["mode"]
         )
     return _Expression.apply(prep.first, prep.skip, x, bidx, model)
 

@@ -80,7 +80,7 @@ class EnsembleChunked(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, delta, rows, sorted_ids, block_type, model, launch, ieee):
+    def forward(ctx, table, delta, rows, sorted_ids, block_type, model, launch, precision):
         cfg = model.config
         h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
         c0, c1, c2, c3, nc, p = chunk_widths(h, launch["max_chunk"])
@@ -100,7 +100,7 @@ class EnsembleChunked(torch.autograd.Function):
             _pad(table.detach(), p), rows, delta.detach().contiguous(), sorted_ids, block_type,
             w["w0d"], w["wt"], w["wb"], w["bh"], w["wout"], w["bout"], out, jac_delta, jac_pre0, scratch,
             n_blocks, h, cfg.softplus_beta,
-            NH=nh, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, IEEE=ieee, GRAD=grad, PRE0=need_table,
+            NH=nh, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, PRECISION=precision, GRAD=grad, PRE0=need_table,
             num_warps=launch["num_warps"], num_stages=launch["num_stages"],
         )
         ctx.save_for_backward(rows, jac_delta, jac_pre0)
@@ -145,7 +145,7 @@ def expression_weights(model, p: int, op: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _launch_expression(model, launch, ieee, first, skip, x, bidx, grad_out=None):
+def _launch_expression(model, launch, precision, first, skip, x, bidx, grad_out=None):
     cfg = model.config
     e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
     c0, c1, c2, c3, nc, p = chunk_widths(e, launch["max_chunk"])
@@ -164,7 +164,7 @@ def _launch_expression(model, launch, ieee, first, skip, x, bidx, grad_out=None)
     expression_chunked_kernel[(grid,)](
         x, bidx, _pad(first.detach(), p), _pad(skip.detach(), p), w["w0x"], w["wt"], w["wb"], w["bh"], w["wsx"],
         w["wout_t"], w["wout"], w["bout"], out, go, *grads, scratch, n, n_blocks, e, cfg.softplus_beta,
-        NH=nh, SKIP=cfg.ex_skip - 1, OUT=out_dim, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, IEEE=ieee,
+        NH=nh, SKIP=cfg.ex_skip - 1, OUT=out_dim, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, PRECISION=precision,
         BACKWARD=backward, num_warps=launch["num_warps"], num_stages=launch["num_stages"],
     )
     return grads if backward else out
@@ -174,18 +174,18 @@ class ExpressionChunked(torch.autograd.Function):
     """Expression MLP output ``(P, OUT)``; gradients w.r.t. the two per-sample tables and the points."""
 
     @staticmethod
-    def forward(ctx, first, skip, x, bidx, model, launch, ieee):
+    def forward(ctx, first, skip, x, bidx, model, launch, precision):
         x_c, bidx32 = x.detach().contiguous(), bidx.to(torch.int32)
-        out = _launch_expression(model, launch, ieee, first, skip, x_c, bidx32)
+        out = _launch_expression(model, launch, precision, first, skip, x_c, bidx32)
         ctx.save_for_backward(first.detach(), skip.detach(), x_c, bidx32)
-        ctx.model, ctx.launch, ctx.ieee = model, dict(launch), ieee
+        ctx.model, ctx.launch, ctx.precision = model, dict(launch), precision
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         first, skip, x, bidx = ctx.saved_tensors
-        grad_x, rows_first, rows_skip = _launch_expression(ctx.model, ctx.launch, ctx.ieee, first, skip, x, bidx,
+        grad_x, rows_first, rows_skip = _launch_expression(ctx.model, ctx.launch, ctx.precision, first, skip, x, bidx,
                                                            grad_out)
         idx = bidx.long()
         grad_first = torch.zeros_like(first).index_add_(0, idx, rows_first)

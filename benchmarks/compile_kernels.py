@@ -1,0 +1,174 @@
+"""What the GPU compiler makes of each Triton kernel, without a GPU: shared memory, registers, spills.
+
+Compiles every kernel of both designs at the official sizes for a CUDA target (default sm_90,
+an H100) with the ptxas that ships with triton, and prints per kernel and mode: compile time,
+shared memory per program, registers per thread, bytes spilled per thread, and the matrix
+instructions used (wgmma, mma.sync, or plain FMA). No timing: these are the compiler's own
+figures, the first thing to look at before (and instead of) spending GPU minutes on a design that
+cannot fit. Run it without ``TRITON_INTERPRET``.
+
+    python benchmarks/compile_kernels.py [--arch 90] [--designs registers,scratch] [--precision tf32,tf32x3,ieee]
+                                         [--config mononphm|small|tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+from _timing import ROOT  # noqa: F401  (puts the repository on sys.path)
+from nphmkit import NPHMConfig
+
+SCALARS = {"n_blocks": "i32", "n_points": "i32", "H": "i32", "E": "i32", "P": "i32", "beta": "fp32"}
+INT_POINTERS = {"rows", "sorted_ids", "block_type", "bidx"}
+
+
+def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
+    """``(name, jit function, constexprs, num_warps)`` of every launch the design makes."""
+    from nphmkit.kernels import ops, ops_chunked
+
+    nh_id, nh_ex, d = cfg.id_layers - 1, cfg.ex_layers - 1, cfg.query_dim
+    op = max(16, 1 << (cfg.ex_out - 1).bit_length())
+    warps = launch["num_warps"]
+    if design == "scratch":
+        from nphmkit.kernels.expression import expression_backward_kernel, expression_forward_kernel
+        from nphmkit.kernels.identity import ensemble_backward_kernel, ensemble_forward_kernel
+
+        hp, ep = ops._pad(cfg.id_hidden), ops._pad(cfg.ex_hidden)
+        bm, tile = launch["block_m"], launch["tile"]
+        ident = dict(N_HIDDEN=nh_id, D=d, HP=hp, BM=bm, BN=min(tile, hp), BK=min(tile, hp), PRECISION=precision)
+        expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, HP=ep, OP=op, BM=bm, BN=min(tile, ep),
+                    BK=min(tile, ep), PRECISION=precision)
+        return [
+            ("identity forward", ensemble_forward_kernel, ident, warps),
+            ("identity backward", ensemble_backward_kernel, ident, warps),
+            ("expression forward", expression_forward_kernel, expr, warps),
+            ("expression backward", expression_backward_kernel, expr, warps),
+        ]
+    from nphmkit.kernels.expression_chunked import expression_chunked_kernel
+    from nphmkit.kernels.identity_chunked import ensemble_chunked_kernel
+
+    c0, c1, c2, c3, nc, p = ops_chunked.chunk_widths(cfg.id_hidden, launch["max_chunk"])
+    ident = dict(NH=nh_id, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=launch["block_m"], PRECISION=precision)
+    c0, c1, c2, c3, nc, p = ops_chunked.chunk_widths(cfg.ex_hidden, launch["max_chunk"])
+    expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc,
+                BM=launch["block_m_expression"], PRECISION=precision)
+    return [
+        ("identity forward", ensemble_chunked_kernel, {**ident, "GRAD": False, "PRE0": False}, warps),
+        ("identity fwd+bwd", ensemble_chunked_kernel, {**ident, "GRAD": True, "PRE0": True}, warps),
+        ("expression forward", expression_chunked_kernel, {**expr, "BACKWARD": False}, warps),
+        ("expression backward", expression_chunked_kernel, {**expr, "BACKWARD": True}, warps),
+    ]
+
+
+def _ptxas(arch: int) -> str:
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except (ImportError, AttributeError):
+        from triton import knobs
+
+        return knobs.nvidia.ptxas.path
+
+
+def compile_report(fn, constexprs: dict, num_warps: int, num_stages: int, arch: int) -> dict:
+    """Compile one kernel for ``sm_<arch>`` and read the compiler's resource figures."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature = {}
+    for param in fn.params:
+        name = param.name
+        if param.is_constexpr:
+            signature[name] = "constexpr"
+        else:
+            signature[name] = SCALARS.get(name, "*i32" if name in INT_POINTERS else "*fp32")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = triton.compile(
+            ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+            target=GPUTarget("cuda", arch, 32),
+            options={"num_warps": num_warps, "num_stages": num_stages},
+        )
+    seconds = time.perf_counter() - start
+    ptx = compiled.asm["ptx"]
+    suffix = "a" if arch >= 90 else ""
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        info = subprocess.run(
+            [_ptxas(arch), "-v", f"--gpu-name=sm_{arch}{suffix}", f.name, "-o", os.devnull],
+            capture_output=True, text=True, check=True,
+        ).stderr
+    finally:
+        os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores", info)
+    mma = "wgmma" if "wgmma" in ptx else "mma.sync" if "mma.sync" in ptx else "fma"
+    return {
+        "seconds": seconds,
+        "shared_kib": compiled.metadata.shared / 1024,
+        "registers": int(regs.group(1)) if regs else -1,
+        "spill_bytes": int(spill.group(1)) if spill else -1,
+        "mma": mma,
+    }
+
+
+def _list(choices):
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        if not names or any(v not in choices for v in names):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {choices}, got {text!r}")
+        return names
+
+    return parse
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (90: H100)")
+    parser.add_argument("--designs", type=_list(("registers", "scratch")), default=["registers", "scratch"])
+    parser.add_argument("--precision", type=_list(("tf32", "tf32x3", "ieee")), default=["tf32", "tf32x3", "ieee"])
+    parser.add_argument("--config", choices=("mononphm", "small", "tiny"), default="mononphm")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        parser.error("unset TRITON_INTERPRET: this compiles the kernels for a GPU")
+    os.environ["TRITON_ALWAYS_COMPILE"] = "1"  # honest compile times: no cache hits
+    import triton
+
+    from nphmkit.kernels import ops
+
+    cfg = getattr(NPHMConfig, args.config)()
+    print(f"triton {triton.__version__}, target sm_{args.arch}, {args.config} sizes; per kernel: compile time, "
+          "shared memory per program, registers and spilled bytes per thread, matrix instructions")
+    print(f"{'design':9s} {'prec':6s} {'kernel':20s} {'launch':22s} {'compile':>8s} {'smem KiB':>8s} "
+          f"{'regs':>4s} {'spill B':>7s}  mma")
+    saved = ops.configure()
+    try:
+        for design in args.designs:
+            launch = ops.configure(design=design)
+            shape = (f"BM {launch['block_m']}/{launch['block_m_expression']}, chunk<={launch['max_chunk']}"
+                     if design == "registers" else f"BM {launch['block_m']}, tile {launch['tile']}")
+            stages = launch["num_stages"] if design == "registers" else 3
+            for precision in args.precision:
+                for name, fn, constexprs, warps in _kernels(cfg, design, precision, launch):
+                    r = compile_report(fn, constexprs, warps, stages, args.arch)
+                    print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':22s} "
+                          f"{r['seconds']:7.1f}s {r['shared_kib']:8.1f} {r['registers']:4d} {r['spill_bytes']:7d}  "
+                          f"{r['mma']}", flush=True)
+    finally:
+        ops.configure(**saved)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
