@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     cfg = getattr(NPHMConfig, args.config)()
     print(f"triton {triton.__version__}, target sm_{args.arch}, {args.config} sizes; per kernel: compile time, "
           "shared memory per program, registers and spilled bytes per thread, matrix instructions")
-    print(f"{'design':9s} {'prec':6s} {'kernel':20s} {'launch':22s} {'compile':>8s} {'smem KiB':>8s} "
+    print(f"{'design':9s} {'prec':6s} {'kernel':20s} {'launch':32s} {'compile':>8s} {'smem KiB':>8s} "
           f"{'regs':>4s} {'spill B':>7s}  mma")
     saved = ops.configure()
     try:
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
             for precision in args.precision:
                 for name, fn, constexprs, warps in _kernels(cfg, design, precision, launch):
                     r = compile_report(fn, constexprs, warps, stages, args.arch)
-                    print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':22s} "
+                    print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
                           f"{r['seconds']:7.1f}s {r['shared_kib']:8.1f} {r['registers']:4d} {r['spill_bytes']:7d}  "
                           f"{r['mma']}", flush=True)
     finally:

@@ -39,7 +39,9 @@ _launch = {
     "programs_per_sm": 2,  # persistent grid of the registers design's backward kernels
     "max_chunk": 64,  # widest activation chunk of the registers design (wider layers: up to 4x this)
     "num_stages": 1,  # software-pipelining stages of the registers design's launches
+    "expression": "auto",  # registers design: expression MLP by its kernel, the torch path, or auto
 }
+_EXPRESSION = ("auto", "kernel", "torch")
 _DESIGNS = tuple(_PRESETS)
 
 
@@ -53,6 +55,7 @@ def configure(
     programs_per_sm: int | None = None,
     max_chunk: int | None = None,
     num_stages: int | None = None,
+    expression: str | None = None,
 ) -> dict:
     """Set the kernels' design and launch shape; returns the whole setting (a dict ``configure(**d)`` takes).
 
@@ -62,12 +65,16 @@ def configure(
     ``block_m_expression``: points per program of the registers design's expression kernel;
     ``programs_per_sm``: programs per SM of its persistent backward launches; ``max_chunk``: its
     widest activation chunk (``ops_chunked.chunk_widths``); ``num_stages``: its software-pipelining
-    stages (1: none). Block sizes, tiles and chunks are powers
+    stages (1: none); ``expression``: ``"auto"`` (its expression kernel, except on CUDA in the
+    float32-accurate modes, where the kernel does not fit and the torch path runs), ``"kernel"`` or
+    ``"torch"``. Block sizes, tiles and chunks are powers
     of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of two. Nothing changes
     when a value is refused.
     """
     if design is not None and design not in _DESIGNS:
         raise ValueError(f"design: expected one of {_DESIGNS}, got {design!r}")
+    if expression is not None and expression not in _EXPRESSION:
+        raise ValueError(f"expression: expected one of {_EXPRESSION}, got {expression!r}")
     given = {"block_m": block_m, "tile": tile, "num_warps": num_warps, "block_m_expression": block_m_expression,
              "max_chunk": max_chunk}
     for name, value in given.items():
@@ -80,7 +87,8 @@ def configure(
     if design is not None:
         _launch.update(design=design, **_PRESETS[design])
     _launch.update({k: v for k, v in given.items() if v is not None})
-    _launch.update({k: v for k, v in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages)) if v is not None})
+    _launch.update({k: v for k, v in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages),
+                                      ("expression", expression)) if v is not None})
     return dict(_launch)
 
 
@@ -276,8 +284,21 @@ class _Expression(torch.autograd.Function):
         return grad_first, grad_skip, grad_x, None, None
 
 
+def _expression_on_torch(x: torch.Tensor) -> bool:
+    """The registers design's expression kernel fits an H100 only in TF32 (sm_90 compiler: 164 KiB of
+    shared memory; tf32x3 needs 328 KiB of the 227, ieee compiles to FMA code spilling 149 KiB per
+    thread, benchmarks/RESULTS.md): on CUDA in the float32-accurate modes this dense MLP runs on the
+    torch path (cuBLAS) unless ``configure(expression="kernel")``. The interpreter always runs the kernel."""
+    mode = _launch["expression"]
+    if mode == "auto":
+        return x.is_cuda and _precision["mode"] != "tf32"
+    return mode == "torch"
+
+
 def expression_chunk(model, prep: fast.ExpressionPrep, x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
     """Expression MLP output ``(P, 3 + n_hyper)`` of flat points ``x (P, 3)``."""
+    if _launch["design"] == "registers" and _expression_on_torch(x):
+        return fast.expression_chunk(model, prep, x, bidx)
     if _launch["design"] == "registers":
         return ops_chunked.ExpressionChunked.apply(
             prep.first, prep.skip, x, bidx, model, dict(_launch), _precision["mode"]

@@ -97,6 +97,20 @@ def test_normals_and_point_only_gradients(registers):
     assert_close(g, g_ref, atol=2e-5, rtol=1e-4)
 
 
+def test_expression_on_the_torch_path(registers):
+    """configure(expression="torch"): the identity kernel with the torch path's expression MLP (what
+    "auto" picks on CUDA in the float32-accurate modes), values and gradients."""
+    registers.configure(expression="torch")
+    model = _model(ODD, seed=2)
+    x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 2, 11, seed=7))
+    assert_gradients_match(model, x, z_id, z_ex, torch.randn(2, 11, 1, device=DEVICE))
+    with torch.no_grad():
+        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
+    assert registers._expression_on_torch(torch.zeros(1))
+    registers.configure(expression="auto")
+    assert not registers._expression_on_torch(torch.zeros(1))  # the interpreter always runs the kernel
+
+
 @pytest.mark.parametrize("precision", ["tf32", "tf32x3"])
 def test_tensor_core_modes(registers, precision):
     model = _model(ODD)
@@ -118,6 +132,8 @@ def test_configure_rejects_bad_values(registers):
         registers.configure(programs_per_sm=0)
     with pytest.raises(ValueError, match="num_stages: expected a positive integer, got 0"):
         registers.configure(num_stages=0)
+    with pytest.raises(ValueError, match="expression: expected one of"):
+        registers.configure(expression="cuda")
     before = registers.configure()
     with pytest.raises(ValueError, match="block_m: expected a power of two >= 16, got 48"):
         registers.configure(design="scratch", block_m=48)  # refused as a whole: the design stays
