@@ -42,7 +42,7 @@ def chunk_widths(n: int, max_chunk: int = 128) -> tuple[int, int, int, int, int,
 
 
 def _pad(t: torch.Tensor, *sizes: int) -> torch.Tensor:
-    """Zero-pad the last ``len(sizes)`` dimensions of ``t`` to ``sizes``; contiguous float32 copy."""
+    """Zero-pad the last ``len(sizes)`` dimensions of ``t`` to ``sizes``; a contiguous copy, same dtype."""
     out = t.new_zeros(*t.shape[: t.dim() - len(sizes)], *sizes)
     out[tuple(slice(0, s) for s in t.shape)] = t
     return out.contiguous()
