@@ -17,6 +17,7 @@ from nphmkit.nphm import fast, reference
 from . import ops_chunked
 from .expression import expression_backward_kernel, expression_forward_kernel
 from .identity import ensemble_backward_kernel, ensemble_forward_kernel
+from .weight_cache import cached
 
 _precision = {"mode": "ieee"}
 PRECISIONS = ("ieee", "tf32x3", "tf32")
@@ -154,7 +155,7 @@ class _Ensemble(torch.autograd.Function):
         h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
         hp = _pad(h)
         bn, bk = _tiles(hp)
-        weights = _ensemble_weights(model)
+        weights = cached(model, ("scratch identity",), model.ensemble, lambda: _ensemble_weights(model))
         bm = _launch["block_m"]
         sorted_ids, block_type = block_layout(types, cfg.n_types, bm)
         n_blocks = block_type.numel()
@@ -238,7 +239,8 @@ class _Expression(torch.autograd.Function):
         e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
         hp = _pad(e)
         bn, bk = _tiles(hp)
-        w0x, wh, bh, wsx, wout, bout = _expression_weights(model)
+        w0x, wh, bh, wsx, wout, bout = cached(model, ("scratch expression",), model.expression,
+                                              lambda: _expression_weights(model))
         p = x.shape[0]
         bm = _launch["block_m"]
         n_blocks = max(triton.cdiv(p, bm), 1)

@@ -13,6 +13,7 @@ import triton
 
 from .expression_chunked import expression_chunked_kernel
 from .identity_chunked import ensemble_chunked_kernel
+from .weight_cache import cached
 
 
 def chunk_widths(n: int, max_chunk: int = 128) -> tuple[int, int, int, int, int, int]:
@@ -84,7 +85,7 @@ class EnsembleChunked(torch.autograd.Function):
         cfg = model.config
         h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
         c0, c1, c2, c3, nc, p = chunk_widths(h, launch["max_chunk"])
-        w = identity_weights(model, p)
+        w = cached(model, ("registers identity", p), model.ensemble, lambda: identity_weights(model, p))
         bm = launch["block_m"]
         n_blocks = block_type.numel()
         need_table, need_delta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -150,7 +151,7 @@ def _launch_expression(model, launch, precision, first, skip, x, bidx, grad_out=
     e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
     c0, c1, c2, c3, nc, p = chunk_widths(e, launch["max_chunk"])
     op = max(16, triton.next_power_of_2(out_dim))
-    w = expression_weights(model, p, op)
+    w = cached(model, ("registers expression", p, op), model.expression, lambda: expression_weights(model, p, op))
     n = x.shape[0]
     bm = launch["block_m_expression"]
     n_blocks = max(triton.cdiv(n, bm), 1)

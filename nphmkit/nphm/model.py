@@ -93,13 +93,22 @@ class NPHM(WeightFolderMixin, nn.Module):
             return True
         return any(p.requires_grad for p in self.parameters())
 
-    def _backend(self, backend: str, device: torch.device, double_backward: bool = False) -> str:
-        """Resolve ``backend``. The Triton kernels give gradients w.r.t. points and codes only: with grad
-        mode on and weights that require grad, or when a double backward is needed, "auto" uses the torch
-        path and an explicit "triton" is an error."""
+    def _backend(self, backend: str, points: torch.Tensor, double_backward: bool = False) -> str:
+        """Resolve ``backend`` for queries ``points``. The Triton kernels compute in float32 and give
+        gradients w.r.t. points and codes only: for other dtypes, with grad mode on and weights that
+        require grad, or when a double backward is needed, "auto" uses the torch path and an explicit
+        "triton" is an error."""
+        device = points.device
         name = resolve_backend(backend, is_cuda=device.type == "cuda", needs_double_backward=double_backward)
         if name != "triton":
             return name
+        if points.dtype != torch.float32:  # the points have the weights' dtype (_check_points)
+            if backend == "auto":
+                return "torch"
+            raise ValueError(
+                f"backend='triton' computes in float32, got a model and points of {points.dtype}; use "
+                "backend='torch' (or 'reference') for other dtypes, or convert with model.float() and points.float()"
+            )
         weight_grads = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if weight_grads or double_backward:
             if backend == "auto":
@@ -136,7 +145,7 @@ class NPHM(WeightFolderMixin, nn.Module):
         """Canonical queries ``(B, N, 3 + n_hyper)`` = [x + offset, hyper] of posed ``points (B, N, 3)``."""
         self._check_points("points", points, 3)
         self._check_codes(z_id, z_ex, points.shape[0])
-        name = self._backend(backend, points.device)
+        name = self._backend(backend, points)
         if name == "reference":
             return reference.canonical(self, points, z_id, z_ex)
         if name == "triton":
@@ -164,7 +173,7 @@ class NPHM(WeightFolderMixin, nn.Module):
         if neutral:
             canonical_points = self._neutral(canonical_points)
         self._check_codes(z_id, None, canonical_points.shape[0])
-        name = self._backend(backend, canonical_points.device)
+        name = self._backend(backend, canonical_points)
         if name == "reference":
             return reference.identity_sdf(self, canonical_points, z_id)
         if name == "triton":
@@ -188,7 +197,7 @@ class NPHM(WeightFolderMixin, nn.Module):
             return self.identity_sdf(points, z_id, backend=backend)
         self._check_points("points", points, 3)
         self._check_codes(z_id, z_ex, points.shape[0])
-        name = self._backend(backend, points.device)
+        name = self._backend(backend, points)
         if name == "reference":
             return reference.sdf(self, points, z_id, z_ex)
         if name == "triton":
@@ -239,7 +248,7 @@ class NPHM(WeightFolderMixin, nn.Module):
         self._check_codes(z_id, z_ex, points.shape[0])
         if create_graph is None:
             create_graph = self._needs_graph(points, z_id, z_ex)
-        name = self._backend(backend, points.device, double_backward=create_graph)
+        name = self._backend(backend, points, double_backward=create_graph)
         if name == "torch" and not create_graph:
             return self._sdf_and_grad_explicit(points, z_id, z_ex)
         if name == "triton" and not create_graph:

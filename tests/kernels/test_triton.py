@@ -79,6 +79,24 @@ def test_routing_rules():
         frozen.sdf_and_gradient(x, z_id.requires_grad_(True), z_ex, backend="triton", create_graph=True)
 
 
+def test_other_dtypes_are_refused_by_triton_and_routed_to_torch_by_auto():
+    from nphmkit import set_default_backend
+
+    model = _frozen(NPHMConfig.tiny()).double()
+    x, z_id, z_ex = (t.double() for t in _inputs(model, 1, 7))
+    with pytest.raises(ValueError, match=r"float32, got a model and points of torch.float64"):
+        model.sdf(x, z_id, z_ex, backend="triton")
+    with pytest.raises(ValueError, match="float32"):
+        model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+    set_default_backend("triton")  # "auto" now means triton, except where it cannot run
+    try:
+        out = model.sdf(x, z_id, z_ex)
+    finally:
+        set_default_backend(None)
+    assert out.dtype == torch.float64
+    assert_close(out, model.sdf(x, z_id, z_ex, backend="reference"), atol=1e-10)
+
+
 def test_tf32_mode_stays_within_its_documented_tolerance():
     from nphmkit.kernels import ops, set_precision
 

@@ -1,0 +1,90 @@
+"""The kernels' weight layouts are built once and rebuilt whenever the weights change."""
+
+from __future__ import annotations
+
+import gc
+import os
+import weakref
+
+import pytest
+import torch
+
+from nphmkit import NPHMConfig
+from tests.helpers import assert_close
+from tests.nphm.cases import make_inputs, make_model
+
+pytest.importorskip("triton")
+from nphmkit.kernels import available  # noqa: E402
+
+DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available() else "cuda"
+
+
+def _counting_build(calls: list):
+    def build():
+        calls.append(1)
+        return {"n": len(calls)}
+
+    return build
+
+
+def test_layouts_are_reused_until_a_weight_changes():
+    from nphmkit.kernels.weight_cache import cached
+
+    model = make_model(NPHMConfig.tiny())
+    calls: list = []
+    build = _counting_build(calls)
+    first = cached(model, ("a",), model.ensemble, build)
+    assert cached(model, ("a",), model.ensemble, build) is first and len(calls) == 1
+    cached(model, ("b", 16), model.ensemble, build)  # another name: its own layout
+    assert len(calls) == 2
+    assert cached(model, ("a",), model.ensemble, build) is first  # still cached
+    with torch.no_grad():
+        model.ensemble.weights[1].mul_(1.5)  # in place: an optimizer step, load_state_dict
+    assert cached(model, ("a",), model.ensemble, build) is not first and len(calls) == 3
+    again = cached(model, ("a",), model.ensemble, build)
+    model.ensemble.biases[0].data = model.ensemble.biases[0].data.clone()  # a new tensor behind the parameter
+    latest = cached(model, ("a",), model.ensemble, build)
+    assert latest is not again
+    expression = cached(model, ("e",), model.expression, build)  # the expression's change is not the ensemble's
+    with torch.no_grad():
+        model.expression.layers[0].bias.add_(1.0)
+    assert cached(model, ("a",), model.ensemble, build) is latest
+    assert cached(model, ("e",), model.expression, build) is not expression
+
+
+def test_layouts_go_with_their_model():
+    from nphmkit.kernels import weight_cache
+
+    model = make_model(NPHMConfig.tiny())
+    weight_cache.cached(model, ("a",), model.ensemble, lambda: {"big": torch.zeros(10)})
+    assert model in weight_cache._store
+    weight_cache.clear(model)
+    assert model not in weight_cache._store
+    weight_cache.cached(model, ("a",), model.ensemble, lambda: {"big": torch.zeros(10)})
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None  # the cache does not keep a model alive
+
+
+@pytest.mark.skipif(not available(), reason="triton kernels need a GPU or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("design", ["scratch", "registers"])
+def test_kernels_follow_weight_updates(design):
+    """Queries after an in-place weight update use the new weights (no stale layout), in both designs."""
+    from nphmkit.kernels import ops
+
+    saved = ops.configure()
+    ops.configure(design=design, block_m=16, **({"block_m_expression": 16} if design == "registers" else {}))
+    try:
+        model = make_model(NPHMConfig.tiny(), chunk_size=16).requires_grad_(False).to(DEVICE)
+        x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 1, 19, 2))
+        with torch.no_grad():
+            before = model.sdf(x, z_id, z_ex, backend="triton")
+            for p in model.parameters():
+                p.mul_(1.1)
+            after = model.sdf(x, z_id, z_ex, backend="triton")
+            ref = model.sdf(x, z_id, z_ex, backend="reference")
+    finally:
+        ops.configure(**saved)
+    assert (after - before).abs().max() > 1e-3
+    assert_close(after, ref)
