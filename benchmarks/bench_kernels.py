@@ -14,7 +14,7 @@ with ``--sweep`` it tries a few launch shapes per design and times the table wit
 A design that fails to compile or run on this GPU is reported and left out, not fatal.
 
     python benchmarks/bench_kernels.py [--designs scratch,registers] [--max-log2 22] [--repeats 3]
-                                       [--sweep [registers]] [--budget-s 400]
+                                       [--sweep [registers]] [--profile 20] [--budget-s 400]
     TRITON_INTERPRET=1 python benchmarks/bench_kernels.py --smoke   # this script's steps, on the CPU
 
 Without a CUDA GPU it says so and exits (the interpreter is for correctness, not speed).
@@ -41,13 +41,15 @@ SHAPES = {
 }
 
 
-def executed_flops_per_point(cfg: NPHMConfig, design: str) -> tuple[float, float]:
+def executed_flops_per_point(cfg: NPHMConfig, design: str, expression_on_torch: bool = False) -> tuple[float, float]:
     """FLOPs the kernels execute per query point: ``(forward, forward + normals)``.
 
     scratch: widths padded to powers of two (200 -> 256, 400 -> 512); normals run the forward,
     then backward kernels that recompute it (3 passes). registers: widths padded to a sum of
     chunks (200 -> 208, 400 -> 400); normals: the identity launch runs forward and backward at
-    once (2 passes), the expression backward recomputes its forward (3 passes).
+    once (2 passes), the expression backward recomputes its forward (3 passes), or, with
+    ``expression_on_torch`` (``ops.configure(expression=...)``), the torch path runs the expression
+    MLP unpadded (forward and one backward pass: 2).
     """
     if design == "scratch":
         pad = lambda n: max(16, 1 << (n - 1).bit_length())  # noqa: E731
@@ -62,7 +64,18 @@ def executed_flops_per_point(cfg: NPHMConfig, design: str) -> tuple[float, float
     expression = 2.0 * (3 * e + (cfg.ex_layers - 1) * e * e + 3 * e + e * out)
     if design == "scratch":
         return identity + expression, 3 * (identity + expression)
+    if expression_on_torch:
+        e, out = cfg.ex_hidden, cfg.ex_out
+        expression = 2.0 * (3 * e + (cfg.ex_layers - 1) * e * e + 3 * e + e * out)
+        return identity + expression, 2 * (identity + expression)
     return identity + expression, 2 * identity + 3 * expression
+
+
+def _executed(cfg: NPHMConfig, design: str, x: torch.Tensor) -> tuple[float, float]:
+    """:func:`executed_flops_per_point` for the current setting (precision, ``configure``) and device."""
+    from nphmkit.kernels import ops
+
+    return executed_flops_per_point(cfg, design, design == "registers" and ops._expression_on_torch(x))
 
 
 # where the run happens: a CUDA GPU, or (--smoke) the CPU interpreter at toy sizes
@@ -160,6 +173,49 @@ def sweep(model, n: int, design: str) -> tuple[int, int, int] | None:
     return best
 
 
+def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top: int = 10) -> None:
+    """Where the time goes at ``n`` points: the ``top`` GPU kernels (CPU ops under ``--smoke``) of one
+    call per backend and query, by their own time, with the call's wall time and its sum of kernel
+    times (a large gap: launch overhead and host synchronisations)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from nphmkit.kernels import ops, set_precision
+
+    cuda = _run["device"] == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
+    set_precision(precision)
+    print(f"\nprofile, {precision}, {n} points: a call's wall time, its {'GPU kernel' if cuda else 'CPU op'} time, "
+          f"and the top {top} {'kernels' if cuda else 'ops'} by their own time")
+    for label in ["torch", *designs]:
+        backend = "torch" if label == "torch" else "triton"
+        if backend == "triton":
+            ops.configure(**shapes[label])
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        for query in ("sdf", "sdf+normals"):
+            try:
+                run_query(model, x, z_id, z_ex, backend, query)  # compiled and warm
+                with torch_profile(activities=activities) as prof:
+                    t0 = time.perf_counter()
+                    run_query(model, x, z_id, z_ex, backend, query)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    wall = time.perf_counter() - t0
+            except Exception as err:  # noqa: BLE001 - reported, not fatal
+                print(f"  {label} {query}: {_failure(err)}")
+                continue
+            own = [(e.key, e.self_device_time_total if cuda else e.self_cpu_time_total, e.count)
+                   for e in prof.key_averages()]
+            own = sorted([r for r in own if r[1] > 0], key=lambda r: -r[1])
+            total = sum(r[1] for r in own) / 1e6
+            print(f"  {label} {query}: wall {wall * 1e3:.2f} ms, {'kernels' if cuda else 'ops'} {total * 1e3:.2f} ms")
+            for name, us, count in own[:top]:
+                print(f"    {us / 1e3:9.3f} ms {us / 1e6 / total:6.1%} x{count:<4d} {name[:90]}")
+        torch.backends.cuda.matmul.allow_tf32 = False
+    set_precision("ieee")
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         block_m, tile, warps = (int(v) for v in text.split(","))
@@ -201,6 +257,9 @@ def main() -> None:
     )
     parser.add_argument("--shape", type=_shape, help="launch shape of the first design (e.g. 128,64,8; see SHAPES)")
     parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the torch path")
+    parser.add_argument(
+        "--profile", type=int, metavar="LOG2", help="before the table: where the time goes at 2^LOG2 points (tf32)"
+    )
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting new sizes after this")
     parser.add_argument(
         "--smoke", action="store_true",
@@ -228,7 +287,10 @@ def main() -> None:
     designs, shapes = [], {}
     for design in args.designs:
         fwd, nrm = executed_flops_per_point(cfg, design)
-        print(f"{design}: executed {fwd / 1e6:.2f} MFLOP/point forward, {nrm / 1e6:.2f} with normals", flush=True)
+        print(f"{design}: executed {fwd / 1e6:.2f} MFLOP/point forward, {nrm / 1e6:.2f} with normals"
+              + (" (expression kernel; on the torch path: " + "{:.2f} / {:.2f})".format(
+                  *(v / 1e6 for v in executed_flops_per_point(cfg, design, True))) if design == "registers" else ""),
+              flush=True)
         ok = True
         for precision in args.precision if not args.no_check else ():
             try:
@@ -249,6 +311,8 @@ def main() -> None:
         shapes[design] = ops.configure()
         print(f"{design} launch shape: {shapes[design]}", flush=True)
         designs.append(design)
+    if args.profile is not None and designs:
+        profile(model, 1 << (args.profile if not args.smoke else 5), designs, shapes, "tf32")
     for precision in args.precision:
         rate = matmul_rate(precision)
         set_precision(precision)
@@ -278,7 +342,7 @@ def main() -> None:
                         print(f"{n:9d} {query:12s} {n / t_torch:12.3e} {design:>9s} {_failure(err)}", flush=True)
                         continue
                     u = 1.0 if query == "sdf" else 2.0
-                    e = executed_flops_per_point(cfg, design)[0 if query == "sdf" else 1]
+                    e = _executed(cfg, design, x)[0 if query == "sdf" else 1]
                     print(
                         f"{n:9d} {query:12s} {n / t_torch:12.3e} {design:>9s} {n / t_tri:13.3e} "
                         f"{u * useful * n / t_tri / 1e12:11.2f} {e * n / t_tri / 1e12:9.2f} "

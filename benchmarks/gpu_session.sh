@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session: versions, the kernel benchmark (accuracy check of each design first, a
-# launch-shape sweep of the registers design, then the table with both designs side by side), then
+# launch-shape sweep of the registers design, a profile of one call per design at 2^20 points (where
+# the time goes: kernels, glue, launch gaps), then the table with both designs side by side), then
 # the kernel tests on CUDA. Run from the repository root on a CUDA machine whose python3 has torch
 # and triton; logs go to $OUT (or ./gpu_logs). Sized for one 10-minute call on an H100 (2026-11-27,
 # scratch design alone: ~150 s of Triton compilation, ~310 s for the table, ~100 s for the tests);
@@ -21,7 +22,7 @@ fi
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 sweep=(--sweep "${SWEEP:-registers}"); [ "${SWEEP:-registers}" = none ] && sweep=()
 timeout "${BENCH_TIMEOUT:-420}" python3 benchmarks/bench_kernels.py --designs "${DESIGNS:-registers,scratch}" \
-  --precision "${PRECISION:-tf32,tf32x3}" "${sweep[@]}" --repeats 2 --budget-s "${BENCH_BUDGET:-300}" "$@" \
+  --precision "${PRECISION:-tf32,tf32x3}" "${sweep[@]}" --profile 20 --repeats 2 --budget-s "${BENCH_BUDGET:-300}" "$@" \
   2>&1 | tee "$out/bench.txt"
 # test_registers.py is for the interpreter (in ieee the registers kernels compile to FMA code for minutes)
 timeout "${TEST_TIMEOUT:-160}" python3 -m pytest tests/kernels/test_triton.py -q -x -p no:cacheprovider \

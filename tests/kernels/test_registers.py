@@ -152,7 +152,7 @@ def test_kernel_benchmark_runs_every_step_on_the_interpreter():
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     cmd = [sys.executable, str(root / "benchmarks" / "bench_kernels.py"), "--smoke", "--designs", "registers",
-           "--max-log2", "4", "--repeats", "1", "--sweep"]
+           "--max-log2", "4", "--repeats", "1", "--sweep", "--profile", "5"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
@@ -162,6 +162,10 @@ def test_kernel_benchmark_runs_every_step_on_the_interpreter():
     assert len(errors) == 4 and max(errors) < 1e-5, ieee
     rows = [line for line in out.splitlines() if line.strip().startswith("16 sdf")]
     assert len(rows) == 6 and all("registers" in r and "failed" not in r for r in rows), out  # 3 precisions
+    # the profile: one wall time per backend and query, the kernels' own launches among the top entries
+    walls = re.findall(r"^  (torch|registers) (sdf|sdf\+normals): wall", out, flags=re.M)
+    assert sorted(walls) == sorted([(b, q) for b in ("torch", "registers") for q in ("sdf", "sdf+normals")]), out
+    assert "EnsembleChunked" in out and "ExpressionChunked" in out
 
 
 def test_registers_kernels_compile_for_an_h100():
