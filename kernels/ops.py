@@ -162,12 +162,13 @@ class _Ensemble(torch.autograd.Function):
         out = torch.zeros(rows.numel(), dtype=table.dtype, device=table.device)
         scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=table.dtype, device=table.device)
         table_c, delta_c = table.detach().contiguous(), delta.detach().contiguous()
+        launch = {"BN": bn, "BK": bk, "PRECISION": _precision["mode"], "num_warps": _launch["num_warps"]}
         ensemble_forward_kernel[(n_blocks,)](
             table_c, rows, delta_c, sorted_ids, block_type, *weights, out, scratch, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"], num_warps=_launch["num_warps"],
+            HP=hp, BM=bm, **launch,
         )
         ctx.save_for_backward(table_c, delta_c, rows, sorted_ids, block_type)
-        ctx.model, ctx.weights, ctx.bm = model, weights, bm
+        ctx.model, ctx.weights, ctx.bm, ctx.launch = model, weights, bm, launch  # the backward runs as the forward did
         return out
 
     @staticmethod
@@ -177,7 +178,6 @@ class _Ensemble(torch.autograd.Function):
         cfg = ctx.model.config
         h, d, nh = cfg.id_hidden, cfg.query_dim, cfg.id_layers - 1
         hp = _pad(h)
-        bn, bk = _tiles(hp)
         w0d, wh, bh, wout, _ = ctx.weights
         bm = ctx.bm
         n_blocks = block_type.numel()
@@ -187,8 +187,7 @@ class _Ensemble(torch.autograd.Function):
         pres = torch.empty(n_blocks * (nh + 1) * bm * hp, dtype=table.dtype, device=table.device)
         ensemble_backward_kernel[(n_blocks,)](
             table, rows, delta, sorted_ids, block_type, w0d, wh, bh, wout, grad_out.contiguous(), grad_pre0,
-            grad_delta, scratch, pres, h, nh, d, cfg.softplus_beta,
-            HP=hp, BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"], num_warps=_launch["num_warps"],
+            grad_delta, scratch, pres, h, nh, d, cfg.softplus_beta, HP=hp, BM=bm, **ctx.launch,
         )
         grad_table = torch.zeros_like(table).index_add_(0, rows.long(), grad_pre0)
         return grad_table, grad_delta, None, None, None
@@ -243,6 +242,7 @@ class _Expression(torch.autograd.Function):
                                               lambda: _expression_weights(model))
         p = x.shape[0]
         bm = _launch["block_m"]
+        launch = {"BM": bm, "BN": bn, "BK": bk, "PRECISION": _precision["mode"], "num_warps": _launch["num_warps"]}
         n_blocks = max(triton.cdiv(p, bm), 1)
         out = torch.zeros(p, out_dim, dtype=x.dtype, device=x.device)
         scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=x.dtype, device=x.device)
@@ -250,11 +250,10 @@ class _Expression(torch.autograd.Function):
         bidx32 = bidx.to(torch.int32)
         expression_forward_kernel[(n_blocks,)](
             x_c, bidx32, first_c, skip_c, w0x, wh, bh, wsx, wout, bout, out, scratch, p, e, nh, cfg.ex_skip - 1,
-            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"],
-            num_warps=_launch["num_warps"],
+            out_dim, cfg.softplus_beta, HP=hp, OP=_pad(out_dim), **launch,
         )
         ctx.save_for_backward(first_c, skip_c, x_c, bidx32)
-        ctx.model, ctx.weights = model, (w0x, wh, bh, wsx, wout, bout)
+        ctx.model, ctx.weights, ctx.launch = model, (w0x, wh, bh, wsx, wout, bout), launch
         return out
 
     @staticmethod
@@ -264,10 +263,9 @@ class _Expression(torch.autograd.Function):
         cfg = ctx.model.config
         e, nh, out_dim = cfg.ex_hidden, cfg.ex_layers - 1, cfg.ex_out
         hp = _pad(e)
-        bn, bk = _tiles(hp)
         w0x, wh, bh, wsx, wout, _ = ctx.weights
         p = x.shape[0]
-        bm = _launch["block_m"]
+        bm = ctx.launch["BM"]
         n_blocks = max(triton.cdiv(p, bm), 1)
         grad_x = torch.zeros_like(x)
         grad_first_rows = torch.zeros(p, e, dtype=x.dtype, device=x.device)
@@ -277,8 +275,7 @@ class _Expression(torch.autograd.Function):
         expression_backward_kernel[(n_blocks,)](
             x, bidx, first, skip, w0x, wh, bh, wsx, wout, grad_out.contiguous(), grad_x, grad_first_rows,
             grad_skip_rows, scratch, pres, p, e, nh, cfg.ex_skip - 1, out_dim, cfg.softplus_beta,
-            HP=hp, OP=_pad(out_dim), BM=bm, BN=bn, BK=bk, PRECISION=_precision["mode"],
-            num_warps=_launch["num_warps"],
+            HP=hp, OP=_pad(out_dim), **ctx.launch,
         )
         idx = bidx.long()
         grad_first = torch.zeros_like(first).index_add_(0, idx, grad_first_rows)

@@ -97,6 +97,49 @@ def test_other_dtypes_are_refused_by_triton_and_routed_to_torch_by_auto():
     assert_close(out, model.sdf(x, z_id, z_ex, backend="reference"), atol=1e-10)
 
 
+class _Spy:
+    """Stands in for a Triton kernel: records each launch's keyword arguments, then launches it."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(kwargs)
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch
+
+
+def test_scratch_backward_runs_with_the_forward_setting(monkeypatch):
+    """Changing the precision or tiles between a forward and its backward does not mix settings."""
+    from nphmkit.kernels import ops
+
+    spies = {name: _Spy(getattr(ops, name)) for name in ("ensemble_backward_kernel", "expression_backward_kernel")}
+    for name, spy in spies.items():
+        monkeypatch.setattr(ops, name, spy)
+    saved = ops.configure()
+    model = _frozen(NPHMConfig.tiny())
+    x, z_id, z_ex = _inputs(model, 1, 9)
+    xs = x.clone().requires_grad_(True)
+    ops.configure(32, 16, 2, design="scratch")
+    try:
+        out = model.sdf(xs, z_id, z_ex, backend="triton")
+        ops.configure(64, 32, 4)
+        ops.set_precision("tf32")
+        out.sum().backward()
+    finally:
+        ops.configure(**saved)
+        ops.set_precision("ieee")
+    for spy in spies.values():
+        (kw,) = spy.launches
+        assert (kw["PRECISION"], kw["BN"], kw["BK"], kw["num_warps"]) == ("ieee", 16, 16, 2)
+    assert spies["expression_backward_kernel"].launches[0]["BM"] == 32
+    xr = x.clone().requires_grad_(True)
+    model.sdf(xr, z_id, z_ex, backend="reference").sum().backward()
+    assert_close(xs.grad, xr.grad, atol=2e-5)
+
+
 def test_tf32_mode_stays_within_its_documented_tolerance():
     from nphmkit.kernels import ops, set_precision
 
