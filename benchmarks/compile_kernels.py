@@ -8,7 +8,7 @@ figures, the first thing to look at before (and instead of) spending GPU minutes
 cannot fit. Run it without ``TRITON_INTERPRET``.
 
     python benchmarks/compile_kernels.py [--arch 90] [--designs registers,scratch] [--precision tf32,tf32x3,ieee]
-                                         [--config mononphm|small|tiny]
+                                         [--config mononphm|small|tiny] [--shape 128,64,16 ...]
 """
 
 from __future__ import annotations
@@ -133,12 +133,25 @@ def _list(choices):
     return parse
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        a, b, c = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three integers, e.g. 64,64,8, got {text!r}") from None
+    return a, b, c
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (90: H100)")
     parser.add_argument("--designs", type=_list(("registers", "scratch")), default=["registers", "scratch"])
     parser.add_argument("--precision", type=_list(("tf32", "tf32x3", "ieee")), default=["tf32", "tf32x3", "ieee"])
     parser.add_argument("--config", choices=("mononphm", "small", "tiny"), default="mononphm")
+    parser.add_argument(
+        "--shape", type=_shape, action="append",
+        help="launch shapes instead of the presets, repeatable: block_m,tile,num_warps (scratch) or "
+        "block_m,block_m_expression,num_warps (registers), as bench_kernels.py --sweep tries them",
+    )
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("unset TRITON_INTERPRET: this compiles the kernels for a GPU")
@@ -154,14 +167,27 @@ def main(argv=None) -> int:
           f"{'regs':>4s} {'spill B':>7s}  mma")
     saved = ops.configure()
     try:
-        for design in args.designs:
+        for design, given in ((d, g) for d in args.designs for g in args.shape or [None]):
             launch = ops.configure(design=design)
+            if given is not None:
+                names = ("block_m", "tile", "num_warps") if design == "scratch" else (
+                    "block_m", "block_m_expression", "num_warps")
+                try:
+                    launch = ops.configure(**dict(zip(names, given)))
+                except ValueError as err:
+                    parser.error(f"--shape {','.join(map(str, given))}: {err}")
             shape = (f"BM {launch['block_m']}/{launch['block_m_expression']}, chunk<={launch['max_chunk']}"
                      if design == "registers" else f"BM {launch['block_m']}, tile {launch['tile']}")
             stages = launch["num_stages"] if design == "registers" else 3
             for precision in args.precision:
                 for name, fn, constexprs, warps in _kernels(cfg, design, precision, launch):
-                    r = compile_report(fn, constexprs, warps, stages, args.arch)
+                    try:
+                        r = compile_report(fn, constexprs, warps, stages, args.arch)
+                    except Exception as err:  # noqa: BLE001 - a shape the compiler rejects is reported, not fatal
+                        first = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
+                        print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
+                              f"failed ({type(err).__name__}: {first})", flush=True)
+                        continue
                     print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
                           f"{r['seconds']:7.1f}s {r['shared_kib']:8.1f} {r['registers']:4d} {r['spill_bytes']:7d}  "
                           f"{r['mma']}", flush=True)
