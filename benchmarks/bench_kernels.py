@@ -178,7 +178,8 @@ def sweep(model, n: int, design: str) -> tuple[int, int, int] | None:
 def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top: int = 10) -> None:
     """Where the time goes at ``n`` points: the ``top`` GPU kernels (CPU ops under ``--smoke``) of one
     call per backend and query, by their own time, with the call's wall time and its sum of kernel
-    times (a large gap: launch overhead and host synchronisations)."""
+    times (a large gap: launch overhead and host synchronisations). The registers design is also
+    profiled with its expression MLP on the torch path, the alternative to its expression kernel."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -190,9 +191,14 @@ def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top
     set_precision(precision)
     print(f"\nprofile, {precision}, {n} points: a call's wall time, its {'GPU kernel' if cuda else 'CPU op'} time, "
           f"and the top {top} {'kernels' if cuda else 'ops'} by their own time")
-    for label in ["torch", *designs]:
+    labels = ["torch", *designs]
+    if "registers" in designs:
+        labels.append("registers, expression on torch")  # what configure(expression="torch") would give
+    for label in labels:
         backend = "torch" if label == "torch" else "triton"
-        if backend == "triton":
+        if label.startswith("registers,"):
+            ops.configure(**{**shapes["registers"], "expression": "torch"})
+        elif backend == "triton":
             ops.configure(**shapes[label])
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         for query in ("sdf", "sdf+normals"):
@@ -216,6 +222,8 @@ def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top
                 print(f"    {us / 1e3:9.3f} ms {us / 1e6 / total:6.1%} x{count:<4d} {name[:90]}")
         torch.backends.cuda.matmul.allow_tf32 = False
     set_precision("ieee")
+    if "registers" in designs:
+        ops.configure(**shapes["registers"])
 
 
 def _shape(text: str) -> tuple[int, int, int]:
