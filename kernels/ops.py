@@ -124,7 +124,7 @@ def block_layout(types: torch.Tensor, n_types: int, bm: int | None = None) -> tu
     blocks = (counts + bm - 1) // bm
     first_block = torch.cumsum(blocks, 0) - blocks
     type_start = torch.cumsum(counts, 0) - counts
-    order = torch.argsort(types, stable=True)
+    order = fast.order_by_type(types, n_types)
     sorted_types = types[order]
     pos = torch.arange(n, device=dev) - type_start[sorted_types]
     slot = first_block[sorted_types] * bm + pos

