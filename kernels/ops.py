@@ -120,7 +120,7 @@ def block_layout(types: torch.Tensor, n_types: int, bm: int | None = None) -> tu
     bm = bm or _launch["block_m"]
     n = types.numel()
     dev = types.device
-    counts = torch.bincount(types, minlength=n_types)
+    counts = torch.zeros(n_types, dtype=torch.long, device=dev).index_add_(0, types, torch.ones_like(types))  # no sync
     blocks = (counts + bm - 1) // bm
     first_block = torch.cumsum(blocks, 0) - blocks
     type_start = torch.cumsum(counts, 0) - counts
@@ -131,9 +131,10 @@ def block_layout(types: torch.Tensor, n_types: int, bm: int | None = None) -> tu
     n_blocks = (n + bm - 1) // bm + n_types
     sorted_ids = torch.full((n_blocks * bm,), -1, dtype=torch.int32, device=dev)
     sorted_ids[slot] = order.to(torch.int32)
-    block_type = torch.full((n_blocks,), -1, dtype=torch.int32, device=dev)
-    owner = torch.repeat_interleave(torch.arange(n_types, device=dev), blocks, output_size=None)
-    block_type[: owner.numel()] = owner.to(torch.int32)
+    # block b belongs to the first type whose blocks end after b (searchsorted: no host sync, unlike
+    # repeat_interleave, whose output size the host must learn); past the last type's blocks: -1
+    owner = torch.searchsorted(torch.cumsum(blocks, 0), torch.arange(n_blocks, device=dev), right=True)
+    block_type = torch.where(owner < n_types, owner, -1).to(torch.int32)
     return sorted_ids, block_type
 
 

@@ -50,21 +50,34 @@ def test_gradients_wrt_points_and_codes_match_reference(config):
     assert_close(n_tri, n_ref, atol=1e-4)
 
 
-def test_block_layout_holds_every_row_once_in_single_type_blocks():
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 9), st.sampled_from([16, 32]), st.integers(0, 999))
+def test_block_layout_holds_every_row_once_in_single_type_blocks(n, n_types, bm, seed):
     from nphmkit.kernels.ops import block_layout
 
-    types = torch.randint(0, 7, (203,))
-    types[:40] = 3
-    sorted_ids, block_type = block_layout(types, 7, bm=16)
+    g = torch.Generator().manual_seed(seed)
+    types = torch.randint(0, n_types, (n,), generator=g)
+    types[types == n_types // 2] = 0  # a type with no rows: it owns no block
+    types[: n // 3] = n_types - 1
+    sorted_ids, block_type = block_layout(types, n_types, bm=bm)
+    n_blocks = (n + bm - 1) // bm + n_types
+    assert sorted_ids.shape == (n_blocks * bm,) and block_type.shape == (n_blocks,)
     ids = sorted_ids[sorted_ids >= 0].long()
-    assert torch.equal(ids.sort().values, torch.arange(203))
-    blocks = sorted_ids.view(-1, 16)
-    for b, t in enumerate(block_type.tolist()):
+    assert torch.equal(ids.sort().values, torch.arange(n))
+    blocks = sorted_ids.view(-1, bm)
+    owners = block_type.tolist()
+    used = [t for t in owners if t >= 0]
+    assert owners == used + [-1] * (n_blocks - len(used))  # used blocks first, by type
+    assert used == sorted(used)
+    counts = torch.bincount(types, minlength=n_types)
+    assert used == [t for t in range(n_types) for _ in range((int(counts[t]) + bm - 1) // bm)]
+    for b, t in enumerate(owners):
         rows = blocks[b][blocks[b] >= 0].long()
         if t < 0:
             assert rows.numel() == 0
         else:
-            assert bool((types[rows] == t).all())
+            assert rows.numel() > 0 and bool((types[rows] == t).all())
+            assert torch.equal(rows, rows.sort().values)  # stable: original order within a type
 
 
 def test_routing_rules():
@@ -212,3 +225,36 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="CUDA"), torch.no_grad():
         model.sdf(x, z_id, z_ex, backend="triton")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("design", ["scratch", "registers"])
+def test_chunk_queries_do_not_synchronize_with_the_host(design):
+    """The per-chunk work (neighbours, block layout, kernels) queues on the GPU without waiting for it."""
+    from nphmkit.kernels import ops
+    from nphmkit.nphm import fast, reference
+
+    saved = ops.configure()
+    ops.configure(design=design)
+    ops.set_precision("tf32")
+    model = _frozen(NPHMConfig.small()).cuda()
+    x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 300))
+    anc = reference.anchors(model, z_id)
+    id_prep, ex_prep = fast.prepare_identity(model, z_id, anc), fast.prepare_expression(model, z_id, z_ex, anc)
+    flat = x.reshape(-1, 3)
+    bidx = torch.arange(2, device="cuda").repeat_interleave(300)
+    try:
+        with torch.no_grad():
+            d = ops.expression_chunk(model, ex_prep, flat, bidx)  # warm: compiled, weight layouts built
+            ops.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                d = ops.expression_chunk(model, ex_prep, flat, bidx)
+                ops.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    finally:
+        ops.configure(**saved)
+        ops.set_precision("ieee")
