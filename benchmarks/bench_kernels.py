@@ -226,6 +226,28 @@ def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top
         ops.configure(**shapes["registers"])
 
 
+# the issue's targets for the TF32 mode on an H100: share of the TF32 matmul rate in executed FLOPs,
+# and speed-up over backend="torch" (in TF32) on the same GPU
+TARGET_SHARE, TARGET_SPEEDUP = 0.40, 5.0
+
+
+def verdict(results: dict[tuple[str, str, str], tuple[int, float, float]]) -> str:
+    """Each (precision, query, design) at the largest size timed against the targets (tf32 only)."""
+    lines = [f"\nverdict at the largest size timed (targets, tf32: >= {TARGET_SHARE:.0%} of matmul in executed "
+             f"FLOPs and >= {TARGET_SPEEDUP:g}x backend='torch'):"]
+    for (precision, query, design), (n, share, speedup) in results.items():
+        mark = ""
+        if precision == "tf32":
+            ok = share >= TARGET_SHARE and speedup >= TARGET_SPEEDUP
+            mark = "  meets both targets" if ok else "  misses: " + ", ".join(
+                w for w, miss in (("share", share < TARGET_SHARE), ("speed-up", speedup < TARGET_SPEEDUP)) if miss)
+        lines.append(f"  {precision:6s} {query:12s} {design:9s} 2^{n.bit_length() - 1}: {share:6.1%} of matmul, "
+                     f"{speedup:5.2f}x torch{mark}")
+    if not results:
+        lines.append("  nothing timed")
+    return "\n".join(lines)
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         block_m, tile, warps = (int(v) for v in text.split(","))
@@ -323,6 +345,7 @@ def main() -> None:
         designs.append(design)
     if args.profile is not None and designs:
         profile(model, 1 << (args.profile if not args.smoke else 5), designs, shapes, "tf32")
+    results: dict[tuple[str, str, str], tuple[int, float, float]] = {}  # the largest size timed of each
     for precision in args.precision:
         rate = matmul_rate(precision)
         set_precision(precision)
@@ -353,6 +376,7 @@ def main() -> None:
                         continue
                     u = 1.0 if query == "sdf" else 2.0
                     e = _executed(cfg, design, x)[0 if query == "sdf" else 1]
+                    results[(precision, query, design)] = (n, e * n / t_tri / rate, t_torch / t_tri)
                     print(
                         f"{n:9d} {query:12s} {n / t_torch:12.3e} {design:>9s} {n / t_tri:13.3e} "
                         f"{u * useful * n / t_tri / 1e12:11.2f} {e * n / t_tri / 1e12:9.2f} "
@@ -362,6 +386,7 @@ def main() -> None:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     set_precision("ieee")
+    print(verdict(results))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
