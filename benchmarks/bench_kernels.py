@@ -310,6 +310,7 @@ def main() -> None:
     from nphmkit.kernels import ops, set_precision
 
     start = time.perf_counter()
+    ops.configure(chunk_points=0)  # both paths chunk by the model's chunk_size (2^18 points here)
     cfg = NPHMConfig.tiny() if args.smoke else NPHMConfig(chunk_size=1 << 18)
     model = _dev(make_model(cfg)).requires_grad_(False).eval()
     useful = cfg.flops_per_point()["total"]

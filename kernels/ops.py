@@ -41,6 +41,10 @@ _launch = {
     "max_chunk": 64,  # widest activation chunk of the registers design (wider layers: up to 4x this)
     "num_stages": 1,  # software-pipelining stages of the registers design's launches
     "expression": "auto",  # registers design: expression MLP by its kernel, the torch path, or auto
+    # points per chunk of the triton path (0: the model's config.chunk_size). Larger than the torch
+    # path's 4096: without code gradients its memory is ~0.5 KB per point, and each chunk costs ~30
+    # small launches, which at 4096 points would take longer to issue than the kernels take to run
+    "chunk_points": 1 << 16,
 }
 _EXPRESSION = ("auto", "kernel", "torch")
 _DESIGNS = tuple(_PRESETS)
@@ -57,6 +61,7 @@ def configure(
     max_chunk: int | None = None,
     num_stages: int | None = None,
     expression: str | None = None,
+    chunk_points: int | None = None,
 ) -> dict:
     """Set the kernels' design and launch shape; returns the whole setting (a dict ``configure(**d)`` takes).
 
@@ -68,7 +73,8 @@ def configure(
     widest activation chunk (``ops_chunked.chunk_widths``); ``num_stages``: its software-pipelining
     stages (1: none); ``expression``: ``"auto"`` (its expression kernel, except on CUDA in the
     float32-accurate modes, where the kernel does not fit and the torch path runs), ``"kernel"`` or
-    ``"torch"``. Block sizes, tiles and chunks are powers
+    ``"torch"``; ``chunk_points``: points per chunk of a triton-path query (0: the model's
+    ``config.chunk_size``; default 65536). Block sizes, tiles and chunks are powers
     of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of two. Nothing changes
     when a value is refused.
     """
@@ -85,12 +91,19 @@ def configure(
     for name, value in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if chunk_points is not None and (not isinstance(chunk_points, int) or chunk_points < 0):
+        raise ValueError(f"chunk_points: expected a non-negative integer (0: the model's chunk_size), got {chunk_points}")
     if design is not None:
         _launch.update(design=design, **_PRESETS[design])
     _launch.update({k: v for k, v in given.items() if v is not None})
     _launch.update({k: v for k, v in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages),
-                                      ("expression", expression)) if v is not None})
+                                      ("expression", expression), ("chunk_points", chunk_points)) if v is not None})
     return dict(_launch)
+
+
+def chunk_points(model) -> int:
+    """Points per chunk of a triton-path query of ``model`` (``configure(chunk_points=...)``)."""
+    return _launch["chunk_points"] or model.config.chunk_size
 
 
 def set_precision(mode: str) -> None:
@@ -315,7 +328,8 @@ def identity_sdf(model, canonical_points: torch.Tensor, z_id: torch.Tensor) -> t
     graph = _graph(model, canonical_points, z_id)
     with torch.set_grad_enabled(graph):
         prep = fast.prepare_identity(model, z_id)
-        return model._chunked(canonical_points, lambda q, b: identity_chunk(model, prep, q, b)[:, None], 1, graph)
+        return model._chunked(canonical_points, lambda q, b: identity_chunk(model, prep, q, b)[:, None], 1, graph,
+                              chunk_points(model))
 
 
 def canonical(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor) -> torch.Tensor:
@@ -327,7 +341,7 @@ def canonical(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tenso
             d = expression_chunk(model, prep, x, b)
             return torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
 
-        return model._chunked(points, run, model.config.query_dim, graph)
+        return model._chunked(points, run, model.config.query_dim, graph, chunk_points(model))
 
 
 def sdf(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor) -> torch.Tensor:
@@ -342,4 +356,4 @@ def sdf(model, points: torch.Tensor, z_id: torch.Tensor, z_ex: torch.Tensor) -> 
             q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
             return identity_chunk(model, id_prep, q, b)[:, None]
 
-        return model._chunked(points, run, 1, graph)
+        return model._chunked(points, run, 1, graph, chunk_points(model))

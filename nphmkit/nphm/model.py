@@ -257,8 +257,10 @@ class NPHM(WeightFolderMixin, nn.Module):
 
     def _sdf_and_grad_chunked(self, points, z_id, z_ex):
         """No graph wanted: the kernels' backward one chunk of points at a time (bounded memory)."""
+        from nphmkit.kernels import ops
+
         b, n, _ = points.shape
-        step = max(1, self.config.chunk_size // b)
+        step = max(1, ops.chunk_points(self) // b)
         sdf, grad = points.new_empty(b, n, 1), points.new_empty(b, n, 3)
         z_id = z_id.detach()
         z_ex = None if z_ex is None else z_ex.detach()
@@ -300,12 +302,13 @@ class NPHM(WeightFolderMixin, nn.Module):
         out = self._chunked(points, run, 4, graph=False)
         return out[..., :1], out[..., 1:]
 
-    def _chunked(self, points: torch.Tensor, run, width: int, graph: bool) -> torch.Tensor:
-        """Apply ``run(flat_points (P, C), sample_index (P,)) -> (P, width)`` in chunks."""
+    def _chunked(self, points: torch.Tensor, run, width: int, graph: bool, step: int | None = None) -> torch.Tensor:
+        """Apply ``run(flat_points (P, C), sample_index (P,)) -> (P, width)`` in chunks of ``step`` points
+        (default ``config.chunk_size``)."""
         b, n, c = points.shape
         flat = points.reshape(b * n, c)
         bidx = torch.arange(b, device=points.device).repeat_interleave(n)
-        step = self.config.chunk_size
+        step = step or self.config.chunk_size
         if graph:
             outs = [run(flat[s : s + step], bidx[s : s + step]) for s in range(0, b * n, step)]
             out = torch.cat(outs) if outs else flat.new_zeros(0, width)

@@ -258,3 +258,33 @@ def test_chunk_queries_do_not_synchronize_with_the_host(design):
     finally:
         ops.configure(**saved)
         ops.set_precision("ieee")
+
+
+def test_triton_queries_chunk_by_their_own_setting(monkeypatch):
+    """``configure(chunk_points=)`` sets the triton path's chunk (0: the model's chunk_size); results agree."""
+    from nphmkit.kernels import ops
+
+    sizes = []
+    real = ops.identity_chunk
+
+    def spy(model, prep, q, b):
+        sizes.append(q.shape[0])
+        return real(model, prep, q, b)
+
+    monkeypatch.setattr(ops, "identity_chunk", spy)
+    model = _frozen(NPHMConfig.tiny(), chunk=40)
+    x, z_id, z_ex = _inputs(model, 2, 50)
+    got = {}
+    for points in (0, 32, 1 << 16):
+        ops.configure(chunk_points=points)
+        sizes.clear()
+        with torch.no_grad():
+            got[points] = model.sdf(x, z_id, z_ex, backend="triton")
+        assert sizes == {0: [40, 40, 20], 32: [32, 32, 32, 4], 1 << 16: [100]}[points]
+        sizes.clear()
+        _, normals = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
+        assert sizes == {0: [40, 40, 20], 32: [32] * 3 + [4], 1 << 16: [100]}[points]  # (chunk // 2) per sample
+    assert_close(got[32], got[0])
+    assert_close(got[1 << 16], got[0])
+    with pytest.raises(ValueError, match="chunk_points: expected a non-negative integer"):
+        ops.configure(chunk_points=-1)
