@@ -42,8 +42,8 @@ _launch = {
     "num_stages": 1,  # software-pipelining stages of the registers design's launches
     "expression": "auto",  # registers design: expression MLP by its kernel, the torch path, or auto
     # points per chunk of the triton path (0: the model's config.chunk_size). Larger than the torch
-    # path's 4096: without code gradients its memory is ~0.5 KB per point, and each chunk costs ~30
-    # small launches, which at 4096 points would take longer to issue than the kernels take to run
+    # path's 4096: without code gradients its temporaries are a few KB per point, and each chunk costs
+    # ~30 small launches, which at 4096 points would take longer to issue than the kernels take to run
     "chunk_points": 1 << 16,
 }
 _EXPRESSION = ("auto", "kernel", "torch")
