@@ -142,9 +142,9 @@ def _set_shape(design: str, shape: tuple[int, int, int]) -> None:
     from nphmkit.kernels import ops
 
     if design == "scratch":
-        ops.configure(*shape, design=design)
+        ops.configure(*shape, design=design, chunk_points=0)
     else:
-        ops.configure(block_m=shape[0], block_m_expression=shape[1], num_warps=shape[2], design=design)
+        ops.configure(block_m=shape[0], block_m_expression=shape[1], num_warps=shape[2], design=design, chunk_points=0)
 
 
 def _failure(err: Exception) -> str:
@@ -310,7 +310,7 @@ def main() -> None:
     from nphmkit.kernels import ops, set_precision
 
     start = time.perf_counter()
-    ops.configure(chunk_points=0)  # both paths chunk by the model's chunk_size (2^18 points here)
+    # both paths chunk by the model's chunk_size (2^18 points here): configure(..., chunk_points=0) below
     cfg = NPHMConfig.tiny() if args.smoke else NPHMConfig(chunk_size=1 << 18)
     model = _dev(make_model(cfg)).requires_grad_(False).eval()
     useful = cfg.flops_per_point()["total"]
@@ -338,7 +338,7 @@ def main() -> None:
         if design in args.sweep:
             shape = sweep(model, _run["sweep_points"], design) or shape
         if shape is None:
-            ops.configure(design=design)
+            ops.configure(design=design, chunk_points=0)
         else:
             _set_shape(design, shape)
         shapes[design] = ops.configure()

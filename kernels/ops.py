@@ -24,12 +24,15 @@ PRECISIONS = ("ieee", "tf32x3", "tf32")
 # design "scratch": activations through a per-program global scratch buffer (measured on an H100, see
 # benchmarks/RESULTS.md); "registers": activations on chip in power-of-two chunks (kernels/chunked.py)
 _PRESETS = {
-    "scratch": {"block_m": 128, "tile": 64, "num_warps": 8},  # the fastest of 3 shapes tried on an H100
+    # the fastest of 3 shapes tried on an H100; chunks: the model's chunk_size (its per-block scratch
+    # buffers grow with the chunk: ~6 GB for normals at 65,536 points)
+    "scratch": {"block_m": 128, "tile": 64, "num_warps": 8, "chunk_points": 0},
     # Not yet timed on a GPU; chosen by what the sm_90 compiler makes of it (benchmarks/compile_kernels.py,
     # RESULTS.md): 64-wide chunks for the identity MLPs (200 -> 3 x 64 + 16; the expression's 400 then
     # takes 3 x 128 + 16), 64 rows and 8 warps spill least; num_stages 1: no software pipelining of
     # the many weight tiles per layer (buffers for several stages would not fit in shared memory).
-    "registers": {"block_m": 64, "block_m_expression": 64, "max_chunk": 64, "num_warps": 8, "num_stages": 1},
+    "registers": {"block_m": 64, "block_m_expression": 64, "max_chunk": 64, "num_warps": 8, "num_stages": 1,
+                  "chunk_points": 1 << 16},
 }
 _launch = {
     "design": "scratch",
@@ -41,10 +44,11 @@ _launch = {
     "max_chunk": 64,  # widest activation chunk of the registers design (wider layers: up to 4x this)
     "num_stages": 1,  # software-pipelining stages of the registers design's launches
     "expression": "auto",  # registers design: expression MLP by its kernel, the torch path, or auto
-    # points per chunk of the triton path (0: the model's config.chunk_size). Larger than the torch
-    # path's 4096: without code gradients its temporaries are a few KB per point, and each chunk costs
-    # ~30 small launches, which at 4096 points would take longer to issue than the kernels take to run
-    "chunk_points": 1 << 16,
+    # points per chunk of the triton path (0: the model's config.chunk_size). The registers design's
+    # preset is larger than the torch path's 4096: without code gradients its temporaries are a few KB
+    # per point, and each chunk costs ~30 small launches, which at 4096 points would take longer to
+    # issue than the kernels take to run
+    "chunk_points": 0,
 }
 _EXPRESSION = ("auto", "kernel", "torch")
 _DESIGNS = tuple(_PRESETS)
@@ -74,7 +78,7 @@ def configure(
     stages (1: none); ``expression``: ``"auto"`` (its expression kernel, except on CUDA in the
     float32-accurate modes, where the kernel does not fit and the torch path runs), ``"kernel"`` or
     ``"torch"``; ``chunk_points``: points per chunk of a triton-path query (0: the model's
-    ``config.chunk_size``; default 65536). Block sizes, tiles and chunks are powers
+    ``config.chunk_size``, the scratch preset; registers preset: 65536). Block sizes, tiles and chunks are powers
     of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of two. Nothing changes
     when a value is refused.
     """

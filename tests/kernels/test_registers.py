@@ -31,7 +31,7 @@ def _design(**launch):
     from nphmkit.kernels import ops
 
     saved = ops.configure()
-    ops.configure(design="registers", **{"block_m": 16, "block_m_expression": 16, **launch})
+    ops.configure(design="registers", **{"block_m": 16, "block_m_expression": 16, "chunk_points": 0, **launch})
     try:
         yield ops
     finally:

@@ -288,3 +288,5 @@ def test_triton_queries_chunk_by_their_own_setting(monkeypatch):
     assert_close(got[1 << 16], got[0])
     with pytest.raises(ValueError, match="chunk_points: expected a non-negative integer"):
         ops.configure(chunk_points=-1)
+    assert ops.configure(design="registers")["chunk_points"] == 1 << 16  # presets
+    assert ops.configure(design="scratch")["chunk_points"] == 0
