@@ -28,11 +28,13 @@ import time
 
 import torch
 
+from _args import launch_shape, subset
 from _timing import machine, median_time
 from nphmkit import NPHMConfig
 from tests.nphm.cases import make_inputs, make_model
 
 DESIGNS = ("scratch", "registers")
+PRECISIONS = ("tf32", "tf32x3", "ieee")
 # launch shapes tried by --sweep: scratch (block_m, tile, num_warps); registers (block_m,
 # block_m_expression, num_warps), from what the sm_90 compiler makes of them
 # (benchmarks/compile_kernels.py --shape ...; RESULTS.md): the preset spills least; 128 identity
@@ -249,35 +251,11 @@ def verdict(results: dict[tuple[str, str, str], tuple[int, float, float]]) -> st
     return "\n".join(lines)
 
 
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        block_m, tile, warps = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three integers block_m,tile,warps, got {text!r}") from None
-    return block_m, tile, warps
-
-
-def _designs(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in DESIGNS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {DESIGNS}, got {text!r}")
-    return names
-
-
-def _precisions(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    allowed = ("tf32", "tf32x3", "ieee")
-    if not names or any(v not in allowed for v in names):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {allowed}, got {text!r}")
-    return names
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--designs", type=_designs, default=list(DESIGNS), help="kernel designs, e.g. registers")
+    parser.add_argument("--designs", type=subset(DESIGNS), default=list(DESIGNS), help="kernel designs, e.g. registers")
     parser.add_argument(
-        "--precision", type=_precisions, default=["tf32", "tf32x3", "ieee"],
+        "--precision", type=subset(PRECISIONS), default=list(PRECISIONS),
         help="kernel precisions; tf32 rows compare with TF32 matmuls and the torch path in TF32, the "
         "float32-accurate ieee and tf32x3 rows with float32 ones",
     )
@@ -285,10 +263,10 @@ def main() -> None:
     parser.add_argument("--max-log2", type=int, default=22)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--sweep", type=_designs, nargs="?", const=list(DESIGNS), default=[],
+        "--sweep", type=subset(DESIGNS), nargs="?", const=list(DESIGNS), default=[],
         help="try several launch shapes first, for these designs (default: all)",
     )
-    parser.add_argument("--shape", type=_shape, help="launch shape of the first design (e.g. 128,64,8; see SHAPES)")
+    parser.add_argument("--shape", type=launch_shape, help="launch shape of the first design (e.g. 128,64,8; see SHAPES)")
     parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the torch path")
     parser.add_argument(
         "--profile", type=int, metavar="LOG2", help="before the table: where the time goes at 2^LOG2 points (tf32)"

@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 
+from _args import launch_shape, subset
 from _timing import ROOT  # noqa: F401  (puts the repository on sys.path)
 from nphmkit import NPHMConfig
 
@@ -123,32 +124,14 @@ def compile_report(fn, constexprs: dict, num_warps: int, num_stages: int, arch: 
     }
 
 
-def _list(choices):
-    def parse(text: str) -> list[str]:
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        if not names or any(v not in choices for v in names):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {choices}, got {text!r}")
-        return names
-
-    return parse
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        a, b, c = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three integers, e.g. 64,64,8, got {text!r}") from None
-    return a, b, c
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (90: H100)")
-    parser.add_argument("--designs", type=_list(("registers", "scratch")), default=["registers", "scratch"])
-    parser.add_argument("--precision", type=_list(("tf32", "tf32x3", "ieee")), default=["tf32", "tf32x3", "ieee"])
+    parser.add_argument("--designs", type=subset(("registers", "scratch")), default=["registers", "scratch"])
+    parser.add_argument("--precision", type=subset(("tf32", "tf32x3", "ieee")), default=["tf32", "tf32x3", "ieee"])
     parser.add_argument("--config", choices=("mononphm", "small", "tiny"), default="mononphm")
     parser.add_argument(
-        "--shape", type=_shape, action="append",
+        "--shape", type=launch_shape, action="append",
         help="launch shapes instead of the presets, repeatable: block_m,tile,num_warps (scratch) or "
         "block_m,block_m_expression,num_warps (registers), as bench_kernels.py --sweep tries them",
     )
