@@ -6,7 +6,8 @@ which the query loop would otherwise repeat for every chunk of points. :func:`ca
 last layout per model and name, and rebuilds it when any parameter it was built from has changed:
 a different tensor (``model.to(...)``, a replaced parameter) or an in-place update (optimizer
 steps, ``load_state_dict``, ``p.mul_()``; PyTorch counts these in each tensor's version counter).
-The cache lives as long as the model (weak references) and holds one layout per name.
+The cache lives as long as the model (weak references) and holds one layout per name. Weights
+made under ``torch.inference_mode()`` have no version counter and are not cached.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def cached(model: torch.nn.Module, name: tuple, source: torch.nn.Module, build: 
     layouts must not refer to ``model`` itself, or the cache would keep it alive.
     """
     params = list(source.parameters())
+    if any(p.is_inference() for p in params):  # made under torch.inference_mode(): no version counter to
+        with torch.no_grad():  # tell an in-place change by, so no cache
+            return build()
     entries = _store.setdefault(model, {})
     hit = entries.get(name)
     if hit is not None and _fresh(hit[0], params):

@@ -52,6 +52,19 @@ def test_layouts_are_reused_until_a_weight_changes():
     assert cached(model, ("e",), model.expression, build) is not expression
 
 
+def test_inference_mode_weights_are_not_cached():
+    """Tensors made under inference_mode have no version counter: an in-place change could not be seen."""
+    from nphmkit.kernels.weight_cache import cached
+
+    with torch.inference_mode():
+        model = make_model(NPHMConfig.tiny())
+    calls: list = []
+    build = _counting_build(calls)
+    cached(model, ("a",), model.ensemble, build)
+    cached(model, ("a",), model.ensemble, build)
+    assert len(calls) == 2
+
+
 def test_layouts_go_with_their_model():
     from nphmkit.kernels import weight_cache
 
