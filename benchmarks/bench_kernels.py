@@ -1,10 +1,11 @@
 """Triton kernels vs the torch path on a CUDA GPU: points/s, useful and executed TFLOP/s, share of the matmul rate.
 
 For 2^15 ... 2^22 points at the official sizes: SDF forward and forward + normals, in exact fp32
-("ieee"), fp32 emulated by three TF32 products ("tf32x3") and TF32 modes, for each kernel design
-asked for ("scratch": activations through a global scratch buffer; "registers": activations on
-chip); the GPU's matmul rate is measured in the same run (8192^2 products; TF32 for tf32 rows,
-float32 for the others). Useful FLOPs = the official per-point cost (5.44 MFLOP forward; forward
+("ieee"), fp32 emulated by three TF32 products ("tf32x3"), TF32 and float16-operand ("fp16",
+registers design only) modes, for each kernel design asked for ("scratch": activations through a
+global scratch buffer; "registers": activations on chip); the GPU's matmul rate is measured in
+the same run (8192^2 products; TF32 for tf32 rows, float16 for fp16 rows, float32 for the others;
+the torch path runs in TF32 for the tf32 and fp16 rows). Useful FLOPs = the official per-point cost (5.44 MFLOP forward; forward
 + normals counts the input-gradient pass too: 2x); executed FLOPs add each design's padding and,
 for normals, the forward passes its backward kernels recompute (see ``executed_flops_per_point``).
 
@@ -34,7 +35,7 @@ from nphmkit import NPHMConfig
 from tests.nphm.cases import make_inputs, make_model
 
 DESIGNS = ("scratch", "registers")
-PRECISIONS = ("tf32", "tf32x3", "ieee")
+PRECISIONS = ("tf32", "tf32x3", "ieee", "fp16")
 # launch shapes tried by --sweep: scratch (block_m, tile, num_warps); registers (block_m,
 # block_m_expression, num_warps), from what the sm_90 compiler makes of them
 # (benchmarks/compile_kernels.py --shape ...; RESULTS.md): the preset spills least; 128 identity
@@ -92,10 +93,12 @@ def _dev(t: torch.Tensor) -> torch.Tensor:
 
 
 def matmul_rate(precision: str) -> float:
+    """The GPU's matmul rate in the precision's products (fp16: float16 operands, float32 sums)."""
     size = _run["matmul"]
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    a = torch.randn(size, size, device=_run["device"])
-    b = torch.randn(size, size, device=_run["device"])
+    dtype = torch.float16 if precision == "fp16" and _run["device"] == "cuda" else torch.float32
+    a = torch.randn(size, size, device=_run["device"], dtype=dtype)
+    b = torch.randn(size, size, device=_run["device"], dtype=dtype)
     t = median_time(lambda: a @ b, repeats=5)
     torch.backends.cuda.matmul.allow_tf32 = False
     return 2 * size**3 / t
@@ -148,6 +151,11 @@ def _set_shape(design: str, shape: tuple[int, int, int]) -> None:
         ops.configure(*shape, design=design, chunk_points=0)
     else:
         ops.configure(block_m=shape[0], block_m_expression=shape[1], num_warps=shape[2], design=design, chunk_points=0)
+
+
+def _runs(design: str, precision: str) -> bool:
+    """fp16 is the registers design's mode only."""
+    return not (design == "scratch" and precision == "fp16")
 
 
 def _failure(err: Exception) -> str:
@@ -256,8 +264,8 @@ def main() -> None:
     parser.add_argument("--designs", type=subset(DESIGNS), default=list(DESIGNS), help="kernel designs, e.g. registers")
     parser.add_argument(
         "--precision", type=subset(PRECISIONS), default=list(PRECISIONS),
-        help="kernel precisions; tf32 rows compare with TF32 matmuls and the torch path in TF32, the "
-        "float32-accurate ieee and tf32x3 rows with float32 ones",
+        help="kernel precisions; tf32 rows compare with TF32 matmuls and the torch path in TF32, fp16 rows "
+        "with float16 matmuls and the torch path in TF32, the float32-accurate ieee and tf32x3 rows with float32 ones",
     )
     parser.add_argument("--min-log2", type=int, default=15)
     parser.add_argument("--max-log2", type=int, default=22)
@@ -305,6 +313,8 @@ def main() -> None:
               flush=True)
         ok = True
         for precision in args.precision if not args.no_check else ():
+            if not _runs(design, precision):
+                continue
             try:
                 print(check(model, precision, design), flush=True)
             except Exception as err:  # noqa: BLE001 - a design this GPU cannot compile is reported, not fatal
@@ -344,10 +354,12 @@ def main() -> None:
             x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
             reps, warm = (1, 0) if big else (args.repeats, 1)  # big sizes: kernels compiled, one timed run
             for query in ("sdf", "sdf+normals"):
-                torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+                torch.backends.cuda.matmul.allow_tf32 = precision in ("tf32", "fp16")  # the torch path's fastest
                 t_torch = median_time(lambda: run_query(model, x, z_id, z_ex, "torch", query), reps, warm)
                 torch.backends.cuda.matmul.allow_tf32 = False
                 for design in designs:
+                    if not _runs(design, precision):
+                        continue
                     ops.configure(**shapes[design])
                     try:
                         t_tri = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", query), reps, warm)

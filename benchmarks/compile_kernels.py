@@ -7,7 +7,7 @@ instructions used (wgmma, mma.sync, or plain FMA). No timing: these are the comp
 figures, the first thing to look at before (and instead of) spending GPU minutes on a design that
 cannot fit. Run it without ``TRITON_INTERPRET``.
 
-    python benchmarks/compile_kernels.py [--arch 90] [--designs registers,scratch] [--precision tf32,tf32x3,ieee]
+    python benchmarks/compile_kernels.py [--arch 90] [--designs registers,scratch] [--precision tf32,tf32x3,ieee,fp16]
                                          [--config mononphm|small|tiny] [--shape 128,64,16 ...]
 """
 
@@ -31,7 +31,7 @@ INT_POINTERS = {"rows", "sorted_ids", "block_type", "bidx"}
 
 
 def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
-    """``(name, jit function, constexprs, num_warps)`` of every launch the design makes."""
+    """``(name, jit function, constexprs, num_warps, num_stages)`` of every launch the design makes."""
     from nphmkit.kernels import ops, ops_chunked
 
     nh_id, nh_ex, d = cfg.id_layers - 1, cfg.ex_layers - 1, cfg.query_dim
@@ -47,10 +47,10 @@ def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
         expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, HP=ep, OP=op, BM=bm, BN=min(tile, ep),
                     BK=min(tile, ep), PRECISION=precision)
         return [
-            ("identity forward", ensemble_forward_kernel, ident, warps),
-            ("identity backward", ensemble_backward_kernel, ident, warps),
-            ("expression forward", expression_forward_kernel, expr, warps),
-            ("expression backward", expression_backward_kernel, expr, warps),
+            ("identity forward", ensemble_forward_kernel, ident, warps, 3),
+            ("identity backward", ensemble_backward_kernel, ident, warps, 3),
+            ("expression forward", expression_forward_kernel, expr, warps, 3),
+            ("expression backward", expression_backward_kernel, expr, warps, 3),
         ]
     from nphmkit.kernels.expression_chunked import expression_chunked_kernel
     from nphmkit.kernels.identity_chunked import ensemble_chunked_kernel
@@ -60,11 +60,12 @@ def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
     c0, c1, c2, c3, nc, p = ops_chunked.chunk_widths(cfg.ex_hidden, launch["max_chunk"])
     expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc,
                 BM=launch["block_m_expression"], PRECISION=precision)
+    stages = ops_chunked.identity_stages(launch, precision)
     return [
-        ("identity forward", ensemble_chunked_kernel, {**ident, "GRAD": False, "PRE0": False}, warps),
-        ("identity fwd+bwd", ensemble_chunked_kernel, {**ident, "GRAD": True, "PRE0": True}, warps),
-        ("expression forward", expression_chunked_kernel, {**expr, "BACKWARD": False}, warps),
-        ("expression backward", expression_chunked_kernel, {**expr, "BACKWARD": True}, warps),
+        ("identity forward", ensemble_chunked_kernel, {**ident, "GRAD": False, "PRE0": False}, warps, stages),
+        ("identity fwd+bwd", ensemble_chunked_kernel, {**ident, "GRAD": True, "PRE0": True}, warps, stages),
+        ("expression forward", expression_chunked_kernel, {**expr, "BACKWARD": False}, warps, 1),
+        ("expression backward", expression_chunked_kernel, {**expr, "BACKWARD": True}, warps, 1),
     ]
 
 
@@ -128,7 +129,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (90: H100)")
     parser.add_argument("--designs", type=subset(("registers", "scratch")), default=["registers", "scratch"])
-    parser.add_argument("--precision", type=subset(("tf32", "tf32x3", "ieee")), default=["tf32", "tf32x3", "ieee"])
+    parser.add_argument("--precision", type=subset(("tf32", "tf32x3", "ieee", "fp16")),
+                        default=["tf32", "tf32x3", "ieee", "fp16"])
     parser.add_argument("--config", choices=("mononphm", "small", "tiny"), default="mononphm")
     parser.add_argument(
         "--shape", type=launch_shape, action="append",
@@ -161,9 +163,10 @@ def main(argv=None) -> int:
                     parser.error(f"--shape {','.join(map(str, given))}: {err}")
             shape = (f"BM {launch['block_m']}/{launch['block_m_expression']}, chunk<={launch['max_chunk']}"
                      if design == "registers" else f"BM {launch['block_m']}, tile {launch['tile']}")
-            stages = launch["num_stages"] if design == "registers" else 3
             for precision in args.precision:
-                for name, fn, constexprs, warps in _kernels(cfg, design, precision, launch):
+                if design == "scratch" and precision == "fp16":
+                    continue  # the registers design's mode
+                for name, fn, constexprs, warps, stages in _kernels(cfg, design, precision, launch):
                     try:
                         r = compile_report(fn, constexprs, warps, stages, args.arch)
                     except Exception as err:  # noqa: BLE001 - a shape the compiler rejects is reported, not fatal

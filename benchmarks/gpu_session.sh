@@ -13,8 +13,9 @@
 #     and a verdict against the targets (bench.txt). Its budget stops the table early rather than
 #     overrunning the call.
 #   DESIGNS=registers (or scratch) times one design; SWEEP=registers,scratch | none picks the sweeps;
-#   PRECISION=tf32,tf32x3,ieee (default tf32,tf32x3: the scratch design's ieee figures are recorded, and the
-#   registers design's ieee kernels compile to spilling FMA code for minutes: benchmarks/compile_kernels.py);
+#   PRECISION=tf32,fp16,tf32x3,ieee (default tf32,fp16,tf32x3, timed in that order: the scratch design's ieee
+#   figures are recorded, and the registers design's ieee kernels compile to spilling FMA code for minutes:
+#   benchmarks/compile_kernels.py);
 #   BENCH_BUDGET / BENCH_TIMEOUT / TEST_TIMEOUT in seconds; extra arguments go to bench_kernels.py.
 # Before spending GPU time, walk the same steps on the CPU: TRITON_INTERPRET=1 python
 # benchmarks/bench_kernels.py --smoke --sweep
@@ -26,7 +27,7 @@ if [ ! -e nphmkit/kernels ]; then  # the layout an install gives, without pip; r
   ln -s ../kernels nphmkit/kernels && trap 'rm -f nphmkit/kernels' EXIT
 fi
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-designs=${DESIGNS:-registers,scratch}; precisions=${PRECISION:-tf32,tf32x3}; sweeps=${SWEEP:-registers}
+designs=${DESIGNS:-registers,scratch}; precisions=${PRECISION:-tf32,fp16,tf32x3}; sweeps=${SWEEP:-registers}
 start=$(date +%s)
 # 1. warm-up: one process per design and precision, and the tests, side by side
 # (test_registers.py is for the interpreter: in ieee the registers kernels compile to FMA code for minutes)
@@ -35,6 +36,7 @@ timeout "${TEST_TIMEOUT:-240}" python3 -m pytest tests/kernels/test_triton.py -q
 tests=$!
 for d in ${designs//,/ }; do
   for p in ${precisions//,/ }; do
+    [ "$d" = scratch ] && [ "$p" = fp16 ] && continue  # fp16 is the registers design's mode
     sweep=(); [ "$p" = tf32 ] && [[ ",$sweeps," == *",$d,"* ]] && sweep=(--sweep "$d")
     timeout "${WARM_TIMEOUT:-200}" python3 benchmarks/bench_kernels.py --designs "$d" --precision "$p" \
       "${sweep[@]}" --min-log2 15 --max-log2 16 --repeats 1 > "$out/warm-$d-$p.txt" 2>&1 &

@@ -4,7 +4,7 @@ Importing this package imports nothing heavy; triton is imported on first use an
 cached. ``available()`` says whether the kernels can run here (triton importable, and a CUDA
 GPU or ``TRITON_INTERPRET=1`` for the CPU interpreter); ``require_kernels()`` raises a clear
 error when not. ``set_precision("tf32")`` switches the products to TF32 (``"ieee"``: exact fp32; ``"tf32x3"``:
-fp32 emulated on tensor cores).
+fp32 emulated on tensor cores; ``"fp16"``: float16 operands, registers design only).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def require_kernels() -> None:
 
 
 def set_precision(mode: str) -> None:
-    """``"ieee"`` (exact float32, default), ``"tf32x3"`` or ``"tf32"`` products in the kernels (``ops.set_precision``)."""
+    """``"ieee"`` (exact float32, default), ``"tf32x3"``, ``"tf32"`` or ``"fp16"`` products in the kernels
+    (``ops.set_precision``)."""
     require_kernels()
     from nphmkit.kernels import ops
 

@@ -20,7 +20,7 @@ from .identity import ensemble_backward_kernel, ensemble_forward_kernel
 from .weight_cache import cached
 
 _precision = {"mode": "ieee"}
-PRECISIONS = ("ieee", "tf32x3", "tf32")
+PRECISIONS = ("ieee", "tf32x3", "tf32", "fp16")
 # design "scratch": activations through a per-program global scratch buffer (measured on an H100, see
 # benchmarks/RESULTS.md); "registers": activations on chip in power-of-two chunks (kernels/chunked.py)
 _PRESETS = {
@@ -30,8 +30,9 @@ _PRESETS = {
     # Not yet timed on a GPU; chosen by what the sm_90 compiler makes of it (benchmarks/compile_kernels.py,
     # RESULTS.md): 64-wide chunks for the identity MLPs (200 -> 3 x 64 + 16; the expression's 400 then
     # takes 3 x 128 + 16), 64 rows and 8 warps spill least; num_stages 1: no software pipelining of
-    # the many weight tiles per layer (buffers for several stages would not fit in shared memory).
-    "registers": {"block_m": 64, "block_m_expression": 64, "max_chunk": 64, "num_warps": 8, "num_stages": 1,
+    # the many weight tiles per layer (buffers for several stages would not fit in shared memory), except
+    # in fp16: 0 = auto (ops_chunked.identity_stages).
+    "registers": {"block_m": 64, "block_m_expression": 64, "max_chunk": 64, "num_warps": 8, "num_stages": 0,
                   "chunk_points": 1 << 16},
 }
 _launch = {
@@ -42,7 +43,7 @@ _launch = {
     "block_m_expression": 64,  # points per program of the registers design's expression kernel
     "programs_per_sm": 2,  # persistent grid of the registers design's backward kernels
     "max_chunk": 64,  # widest activation chunk of the registers design (wider layers: up to 4x this)
-    "num_stages": 1,  # software-pipelining stages of the registers design's launches
+    "num_stages": 0,  # software-pipelining stages of the registers design's identity launch (0: auto)
     "expression": "auto",  # registers design: expression MLP by its kernel, the torch path, or auto
     # points per chunk of the triton path (0: the model's config.chunk_size). The registers design's
     # preset is larger than the torch path's 4096: without code gradients its temporaries are a few KB
@@ -70,17 +71,18 @@ def configure(
     """Set the kernels' design and launch shape; returns the whole setting (a dict ``configure(**d)`` takes).
 
     ``design``: ``"scratch"`` (default) or ``"registers"``; choosing one also sets its preset
-    (``_PRESETS``) except for values given in the same call. ``block_m``: rows per
-    program; ``tile``: the ``tl.dot`` tile edge (scratch design); ``num_warps``: warps per program;
+    (``_PRESETS``) except for values given in the same call. ``block_m``: rows per program;
+    ``tile``: the ``tl.dot`` tile edge (scratch design); ``num_warps``: warps per program;
     ``block_m_expression``: points per program of the registers design's expression kernel;
     ``programs_per_sm``: programs per SM of its persistent backward launches; ``max_chunk``: its
-    widest activation chunk (``ops_chunked.chunk_widths``); ``num_stages``: its software-pipelining
-    stages (1: none); ``expression``: ``"auto"`` (its expression kernel, except on CUDA in the
-    float32-accurate modes, where the kernel does not fit and the torch path runs), ``"kernel"`` or
-    ``"torch"``; ``chunk_points``: points per chunk of a triton-path query (0: the model's
-    ``config.chunk_size``, the scratch preset; registers preset: 65536). Block sizes, tiles and chunks are powers
-    of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of two. Nothing changes
-    when a value is refused.
+    widest activation chunk (``ops_chunked.chunk_widths``); ``num_stages``: software-pipelining
+    stages of its identity launch (1: none; 0, the preset: 2 in "fp16", else 1, see
+    ``ops_chunked.identity_stages``); ``expression``: ``"auto"`` (its expression kernel, except on
+    CUDA in the float32-accurate modes, where the kernel does not fit and the torch path runs),
+    ``"kernel"`` or ``"torch"``; ``chunk_points``: points per chunk of a triton-path query (0: the
+    model's ``config.chunk_size``, the scratch preset; registers preset: 65536). Block sizes, tiles
+    and chunks are powers of two >= 16 (the smallest ``tl.dot`` a GPU accepts), warps a power of
+    two. Nothing changes when a value is refused.
     """
     if design is not None and design not in _DESIGNS:
         raise ValueError(f"design: expected one of {_DESIGNS}, got {design!r}")
@@ -92,9 +94,10 @@ def configure(
         low = 1 if name == "num_warps" else 16
         if value is not None and (value < low or value & (value - 1)):
             raise ValueError(f"{name}: expected a power of two >= {low}, got {value}")
-    for name, value in (("programs_per_sm", programs_per_sm), ("num_stages", num_stages)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if programs_per_sm is not None and (not isinstance(programs_per_sm, int) or programs_per_sm < 1):
+        raise ValueError(f"programs_per_sm: expected a positive integer, got {programs_per_sm}")
+    if num_stages is not None and (not isinstance(num_stages, int) or num_stages < 0):
+        raise ValueError(f"num_stages: expected a non-negative integer (0: auto), got {num_stages}")
     if chunk_points is not None and (not isinstance(chunk_points, int) or chunk_points < 0):
         raise ValueError(f"chunk_points: expected a non-negative integer (0: the model's chunk_size), got {chunk_points}")
     if design is not None:
@@ -112,7 +115,9 @@ def chunk_points(model) -> int:
 
 def set_precision(mode: str) -> None:
     """Products in the kernels: ``"ieee"`` (exact float32 FMA, the default), ``"tf32x3"`` (float32 emulated
-    by three TF32 tensor-core products) or ``"tf32"`` (one TF32 product, ~1e-3 relative)."""
+    by three TF32 tensor-core products), ``"tf32"`` (one TF32 product, ~1e-3 relative) or ``"fp16"``
+    (registers design only: weights and activations rounded to float16 for the products, float32
+    sums; the mantissa of TF32 at twice its tensor-core rate, half the weight traffic)."""
     if mode not in PRECISIONS:
         raise ValueError(f"mode: expected one of {PRECISIONS}, got {mode!r}")
     _precision["mode"] = mode
@@ -180,7 +185,7 @@ class _Ensemble(torch.autograd.Function):
         out = torch.zeros(rows.numel(), dtype=table.dtype, device=table.device)
         scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=table.dtype, device=table.device)
         table_c, delta_c = table.detach().contiguous(), delta.detach().contiguous()
-        launch = {"BN": bn, "BK": bk, "PRECISION": _precision["mode"], "num_warps": _launch["num_warps"]}
+        launch = {"BN": bn, "BK": bk, "PRECISION": _scratch_precision(), "num_warps": _launch["num_warps"]}
         ensemble_forward_kernel[(n_blocks,)](
             table_c, rows, delta_c, sorted_ids, block_type, *weights, out, scratch, h, nh, d, cfg.softplus_beta,
             HP=hp, BM=bm, **launch,
@@ -260,7 +265,7 @@ class _Expression(torch.autograd.Function):
                                               lambda: _expression_weights(model))
         p = x.shape[0]
         bm = _launch["block_m"]
-        launch = {"BM": bm, "BN": bn, "BK": bk, "PRECISION": _precision["mode"], "num_warps": _launch["num_warps"]}
+        launch = {"BM": bm, "BN": bn, "BK": bk, "PRECISION": _scratch_precision(), "num_warps": _launch["num_warps"]}
         n_blocks = max(triton.cdiv(p, bm), 1)
         out = torch.zeros(p, out_dim, dtype=x.dtype, device=x.device)
         scratch = torch.empty(n_blocks * 2 * bm * hp, dtype=x.dtype, device=x.device)
@@ -302,14 +307,26 @@ class _Expression(torch.autograd.Function):
 
 
 def _expression_on_torch(x: torch.Tensor) -> bool:
-    """The registers design's expression kernel fits an H100 only in TF32 (sm_90 compiler: 164 KiB of
-    shared memory; tf32x3 needs 328 KiB of the 227, ieee compiles to FMA code spilling 149 KiB per
-    thread, benchmarks/RESULTS.md): on CUDA in the float32-accurate modes this dense MLP runs on the
-    torch path (cuBLAS) unless ``configure(expression="kernel")``. The interpreter always runs the kernel."""
+    """The registers design's expression kernel fits an H100 only in TF32 and fp16 (sm_90 compiler:
+    164 / 82 KiB of shared memory; tf32x3 needs 328 KiB of the 227, ieee compiles to FMA code
+    spilling 149 KiB per thread, benchmarks/RESULTS.md): on CUDA in the float32-accurate modes this
+    dense MLP runs on the torch path (cuBLAS) unless ``configure(expression="kernel")``. The
+    interpreter always runs the kernel."""
     mode = _launch["expression"]
     if mode == "auto":
-        return x.is_cuda and _precision["mode"] != "tf32"
+        return x.is_cuda and _precision["mode"] not in ("tf32", "fp16")
     return mode == "torch"
+
+
+def _scratch_precision() -> str:
+    """The scratch design's kernels take ``tl.dot``'s input precisions only."""
+    mode = _precision["mode"]
+    if mode == "fp16":
+        raise ValueError(
+            "precision 'fp16' runs in the registers design only: configure(design='registers'), or "
+            "set_precision('tf32') for the scratch design"
+        )
+    return mode
 
 
 def expression_chunk(model, prep: fast.ExpressionPrep, x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,16 @@ def _programs(n_blocks: int, device: torch.device, per_sm: int) -> int:
     return max(1, min(n_blocks, 4))
 
 
+def identity_stages(launch: dict, precision: str) -> int:
+    """Software-pipelining stages of the identity launch: ``launch["num_stages"]``, where 0 means
+    2 in "fp16" (float16 tiles in shared memory: two layers' worth fit in 203 KiB, so the next
+    layer's weights load asynchronously while this one computes) and 1 otherwise (float32 tiles:
+    394 KiB would not fit an H100's 227; benchmarks/RESULTS.md). The weights stay float32 in
+    memory, cast to float16 on chip: stored as float16 they compile to unpipelined loads."""
+    stages = launch["num_stages"]
+    return stages if stages else (2 if precision == "fp16" else 1)
+
+
 # ---------------------------------------------------------------------------------- identity ensemble
 def identity_weights(model, p: int) -> dict[str, torch.Tensor]:
     """The ensemble's weights, padded to width ``p`` in the layouts the kernel reads."""
@@ -102,7 +112,7 @@ class EnsembleChunked(torch.autograd.Function):
             w["w0d"], w["wt"], w["wb"], w["bh"], w["wout"], w["bout"], out, jac_delta, jac_pre0, scratch,
             n_blocks, h, cfg.softplus_beta,
             NH=nh, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, PRECISION=precision, GRAD=grad, PRE0=need_table,
-            num_warps=launch["num_warps"], num_stages=launch["num_stages"],
+            num_warps=launch["num_warps"], num_stages=identity_stages(launch, precision),
         )
         ctx.save_for_backward(rows, jac_delta, jac_pre0)
         ctx.n_table_rows = table.shape[0]
@@ -166,7 +176,7 @@ def _launch_expression(model, launch, precision, first, skip, x, bidx, grad_out=
         x, bidx, _pad(first.detach(), p), _pad(skip.detach(), p), w["w0x"], w["wt"], w["wb"], w["bh"], w["wsx"],
         w["wout_t"], w["wout"], w["bout"], out, go, *grads, scratch, n, n_blocks, e, cfg.softplus_beta,
         NH=nh, SKIP=cfg.ex_skip - 1, OUT=out_dim, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=bm, PRECISION=precision,
-        BACKWARD=backward, num_warps=launch["num_warps"], num_stages=launch["num_stages"],
+        BACKWARD=backward, num_warps=launch["num_warps"], num_stages=1,  # two stages of its weights never fit
     )
     return grads if backward else out
 
