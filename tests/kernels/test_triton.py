@@ -173,15 +173,15 @@ def test_tf32_mode_stays_within_its_documented_tolerance():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("design", ["scratch", "registers"])
-def test_official_sizes_on_gpu(design):
+@pytest.mark.parametrize(("design", "precision"), [("scratch", "ieee"), ("registers", "tf32x3"), ("registers", "fp16")])
+def test_official_sizes_on_gpu(design, precision):
     from nphmkit.kernels import ops
 
     saved = ops.configure()
     ops.configure(design=design)
-    # the registers design in tf32x3 (its ieee kernels compile to spilling FMA code for minutes); checks
-    # that three TF32 products hold float32 accuracy
-    ops.set_precision("tf32x3" if design == "registers" else "ieee")
+    # the registers design in tf32x3 (its ieee kernels compile to spilling FMA code for minutes): three
+    # TF32 products hold float32 accuracy; fp16 within its documented tolerance (docs/kernels.md)
+    ops.set_precision(precision)
     model = _frozen(NPHMConfig.mononphm(), chunk=4096).cuda()
     x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 5000))
     try:
@@ -191,10 +191,11 @@ def test_official_sizes_on_gpu(design):
     finally:
         ops.configure(**saved)
         ops.set_precision("ieee")
+    fp16 = precision == "fp16"
     with torch.no_grad():
-        assert_close(got, model.sdf(x, z_id, z_ex, backend="torch"), atol=1e-5)
+        assert_close(got, model.sdf(x, z_id, z_ex, backend="torch"), atol=2e-4 if fp16 else 1e-5)
     _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="torch", create_graph=False)
-    assert_close(n_tri, n_ref, atol=1e-4)  # scratch design on an H100: 4e-7 relative
+    assert_close(n_tri, n_ref, atol=2e-2 if fp16 else 1e-4)  # scratch design on an H100: 4e-7 relative
 
 
 def test_other_launch_shapes_match_reference():
