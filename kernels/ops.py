@@ -117,7 +117,7 @@ def set_precision(mode: str) -> None:
     """Products in the kernels: ``"ieee"`` (exact float32 FMA, the default), ``"tf32x3"`` (float32 emulated
     by three TF32 tensor-core products), ``"tf32"`` (one TF32 product, ~1e-3 relative) or ``"fp16"``
     (registers design only: weights and activations rounded to float16 for the products, float32
-    sums; the mantissa of TF32 at twice its tensor-core rate, half the weight traffic)."""
+    sums; the mantissa of TF32 at twice its tensor-core rate, half the shared memory per weight tile)."""
     if mode not in PRECISIONS:
         raise ValueError(f"mode: expected one of {PRECISIONS}, got {mode!r}")
     _precision["mode"] = mode
