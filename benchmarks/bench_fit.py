@@ -17,9 +17,9 @@ import torch
 
 from _timing import machine
 from nphmkit.fitting import ImageFitConfig, fit_image, pose_from_point_map
-from nphmkit.fitting.rotation import axis_angle_to_matrix
 from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, default_intrinsics, render
+from nphmkit.transforms import axis_angle_to_matrix
 
 
 def target(model, size: int, shape: int = 4):

@@ -54,14 +54,14 @@ def executed_flops_per_point(cfg: NPHMConfig, design: str, expression_on_torch: 
     then backward kernels that recompute it (3 passes). registers: widths padded to a sum of
     chunks (200 -> 208, 400 -> 400); normals: the identity launch runs forward and backward at
     once (2 passes), the expression backward recomputes its forward (3 passes), or, with
-    ``expression_on_torch`` (``ops.configure(expression=...)``), the torch path runs the expression
+    ``expression_on_torch`` (``KernelOptions.expression``), the torch path runs the expression
     MLP unpadded (forward and one backward pass: 2).
     """
     if design == "scratch":
         pad = lambda n: max(16, 1 << (n - 1).bit_length())  # noqa: E731
         h, e = pad(cfg.id_hidden), pad(cfg.ex_hidden)
     else:
-        from nphmkit.kernels.ops_chunked import chunk_widths
+        from nphmkit.kernels.registers_ops import chunk_widths
 
         h, e = chunk_widths(cfg.id_hidden)[-1], chunk_widths(cfg.ex_hidden)[-1]
     out = max(16, 1 << (cfg.ex_out - 1).bit_length())
@@ -78,10 +78,10 @@ def executed_flops_per_point(cfg: NPHMConfig, design: str, expression_on_torch: 
 
 
 def _executed(cfg: NPHMConfig, design: str, x: torch.Tensor) -> tuple[float, float]:
-    """:func:`executed_flops_per_point` for the current setting (precision, ``configure``) and device."""
-    from nphmkit.kernels import ops
+    """:func:`executed_flops_per_point` for the options in force and the device."""
+    from nphmkit import kernels
 
-    return executed_flops_per_point(cfg, design, design == "registers" and ops._expression_on_torch(x))
+    return executed_flops_per_point(cfg, design, design == "registers" and not kernels.expression_kernel_runs(x.device))
 
 
 # where the run happens: a CUDA GPU, or (--smoke) the CPU interpreter at toy sizes
@@ -110,24 +110,21 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def check(model, precision: str, design: str) -> str:
     """Relative errors of the kernels against the torch path (fp32 products) on fresh inputs."""
-    from nphmkit.kernels import ops, set_precision
-
-    ops.configure(design=design)
+    from nphmkit import kernels
 
     seed = int(time.time()) % 10_000
     x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 2, _run["check_points"], seed=seed))
-    set_precision(precision)
     torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.no_grad():
-        s_tri, s_ref = model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="torch")
-    _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="torch", create_graph=False)
-    grads = {}
-    for backend in ("triton", "torch"):
-        zi, ze = z_id.clone().requires_grad_(True), z_ex.clone().requires_grad_(True)
-        model.sdf(x[:, : max(1, x.shape[1] // 7)], zi, ze, backend=backend).square().sum().backward()
-        grads[backend] = (zi.grad, ze.grad)
-    set_precision("ieee")
+    with kernels.options(design=design, precision=precision):
+        with torch.no_grad():
+            s_tri, s_ref = model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="torch")
+        _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+        _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="torch")
+        grads = {}
+        for backend in ("triton", "torch"):
+            zi, ze = z_id.clone().requires_grad_(True), z_ex.clone().requires_grad_(True)
+            model.sdf(x[:, : max(1, x.shape[1] // 7)], zi, ze, backend=backend).square().sum().backward()
+            grads[backend] = (zi.grad, ze.grad)
     bad = not all(torch.isfinite(t).all() for t in (s_tri, n_tri, *grads["triton"]))
     return (
         f"{design} {precision}: seed {seed}, rel. error sdf {rel(s_tri, s_ref):.2e}, normals {rel(n_tri, n_ref):.2e}, "
@@ -141,16 +138,17 @@ def run_query(model, x, z_id, z_ex, backend, query):
         with torch.no_grad():
             model.sdf(x, z_id, z_ex, backend=backend)
     else:
-        model.sdf_and_normals(x, z_id, z_ex, backend=backend, create_graph=False)
+        model.sdf_and_normals(x, z_id, z_ex, backend=backend)
 
 
-def _set_shape(design: str, shape: tuple[int, int, int]) -> None:
-    from nphmkit.kernels import ops
+def _shape_options(design: str, shape: tuple[int, int, int] | None):
+    """The design's ``KernelOptions`` with a launch shape (None: its preset); chunks of the model's size."""
+    from nphmkit.kernels import KernelOptions
 
-    if design == "scratch":
-        ops.configure(*shape, design=design, chunk_points=0)
-    else:
-        ops.configure(block_m=shape[0], block_m_expression=shape[1], num_warps=shape[2], design=design, chunk_points=0)
+    if shape is None:
+        return KernelOptions.preset(design, chunk_points=0)
+    names = ("block_m", "tile", "num_warps") if design == "scratch" else ("block_m", "block_m_expression", "num_warps")
+    return KernelOptions.preset(design, chunk_points=0, **dict(zip(names, shape)))
 
 
 def _runs(design: str, precision: str) -> bool:
@@ -164,25 +162,25 @@ def _failure(err: Exception) -> str:
 
 def sweep(model, n: int, design: str) -> tuple[int, int, int] | None:
     """Time the forward at ``n`` points in TF32 for each launch shape of ``design``; returns the fastest."""
-    from nphmkit.kernels import ops
+    from dataclasses import replace
+
+    from nphmkit import kernels
 
     x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
-    ops.set_precision("tf32")
     best, best_t = None, float("inf")
     names = ("block_m", "tile", "warps") if design == "scratch" else ("block_m", "block_m_ex", "warps")
     print(f"\n{design} launch shapes, tf32 forward, {n} points:")
     for shape in SHAPES[design]:
         label = " ".join(f"{k}={v:3d}" for k, v in zip(names, shape))
-        _set_shape(design, shape)
         try:
-            t = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", "sdf"), repeats=3)
+            with kernels.options(replace(_shape_options(design, shape), precision="tf32")):
+                t = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", "sdf"), repeats=3)
         except Exception as err:  # noqa: BLE001 - a shape a GPU cannot compile is reported, not fatal
             print(f"  {label}: {_failure(err)}")
             continue
         print(f"  {label}: {n / t:.3e} points/s", flush=True)
         if t < best_t:
             best, best_t = shape, t
-    ops.set_precision("ieee")
     return best
 
 
@@ -191,26 +189,27 @@ def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top
     call per backend and query, by their own time, with the call's wall time and its sum of kernel
     times (a large gap: launch overhead and host synchronisations). The registers design is also
     profiled with its expression MLP on the torch path, the alternative to its expression kernel."""
+    from dataclasses import replace
+
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from nphmkit.kernels import ops, set_precision
+    from nphmkit import kernels
 
     cuda = _run["device"] == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     x, z_id, z_ex = (_dev(t) for t in make_inputs(model, 1, n))
-    set_precision(precision)
     print(f"\nprofile, {precision}, {n} points: a call's wall time, its {'GPU kernel' if cuda else 'CPU op'} time, "
           f"and the top {top} {'kernels' if cuda else 'ops'} by their own time")
     labels = ["torch", *designs]
     if "registers" in designs:
-        labels.append("registers, expression on torch")  # what configure(expression="torch") would give
+        labels.append("registers, expression on torch")  # what KernelOptions(expression="torch") gives
     for label in labels:
         backend = "torch" if label == "torch" else "triton"
         if label.startswith("registers,"):
-            ops.configure(**{**shapes["registers"], "expression": "torch"})
+            kernels.set_options(replace(shapes["registers"], expression="torch", precision=precision))
         elif backend == "triton":
-            ops.configure(**shapes[label])
+            kernels.set_options(replace(shapes[label], precision=precision))
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         for query in ("sdf", "sdf+normals"):
             try:
@@ -232,9 +231,6 @@ def profile(model, n: int, designs: list[str], shapes: dict, precision: str, top
             for name, us, count in own[:top]:
                 print(f"    {us / 1e3:9.3f} ms {us / 1e6 / total:6.1%} x{count:<4d} {name[:90]}")
         torch.backends.cuda.matmul.allow_tf32 = False
-    set_precision("ieee")
-    if "registers" in designs:
-        ops.configure(**shapes["registers"])
 
 
 # the issue's targets for the TF32 mode on an H100: share of the TF32 matmul rate in executed FLOPs,
@@ -294,10 +290,12 @@ def main() -> None:
     elif not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; the Triton kernels' speed can only be measured on one.")
         return
-    from nphmkit.kernels import ops, set_precision
+    from dataclasses import replace
+
+    from nphmkit import kernels
 
     start = time.perf_counter()
-    # both paths chunk by the model's chunk_size (2^18 points here): configure(..., chunk_points=0) below
+    # both paths chunk by the model's chunk_size (2^18 points here): chunk_points=0 in every design's options
     cfg = NPHMConfig.tiny() if args.smoke else NPHMConfig(chunk_size=1 << 18)
     model = _dev(make_model(cfg)).requires_grad_(False).eval()
     useful = cfg.flops_per_point()["total"]
@@ -326,19 +324,14 @@ def main() -> None:
         shape = args.shape if args.shape and design == args.designs[0] else None
         if design in args.sweep:
             shape = sweep(model, _run["sweep_points"], design) or shape
-        if shape is None:
-            ops.configure(design=design, chunk_points=0)
-        else:
-            _set_shape(design, shape)
-        shapes[design] = ops.configure()
-        print(f"{design} launch shape: {shapes[design]}", flush=True)
+        shapes[design] = _shape_options(design, shape)
+        print(f"{design} launch shape: {shapes[design].to_dict()}", flush=True)
         designs.append(design)
     if args.profile is not None and designs:
         profile(model, 1 << (args.profile if not args.smoke else 5), designs, shapes, "tf32")
     results: dict[tuple[str, str, str], tuple[int, float, float]] = {}  # the largest size timed of each
     for precision in args.precision:
         rate = matmul_rate(precision)
-        set_precision(precision)
         print(f"\n{precision}: matmul rate {rate / 1e12:.1f} TFLOP/s ({_run['matmul']}^2)")
         print(
             f"{'points':>9s} {'query':12s} {'torch pts/s':>12s} {'design':>9s} {'triton pts/s':>13s} "
@@ -360,7 +353,7 @@ def main() -> None:
                 for design in designs:
                     if not _runs(design, precision):
                         continue
-                    ops.configure(**shapes[design])
+                    kernels.set_options(replace(shapes[design], precision=precision))
                     try:
                         t_tri = median_time(lambda: run_query(model, x, z_id, z_ex, "triton", query), reps, warm)
                     except Exception as err:  # noqa: BLE001
@@ -377,7 +370,7 @@ def main() -> None:
                     )
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    set_precision("ieee")
+    kernels.set_options(kernels.KernelOptions())
     print(verdict(results))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 

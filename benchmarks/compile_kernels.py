@@ -30,19 +30,22 @@ SCALARS = {"n_blocks": "i32", "n_points": "i32", "H": "i32", "E": "i32", "P": "i
 INT_POINTERS = {"rows", "sorted_ids", "block_type", "bidx"}
 
 
-def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
-    """``(name, jit function, constexprs, num_warps, num_stages)`` of every launch the design makes."""
-    from nphmkit.kernels import ops, ops_chunked
+def _kernels(cfg: NPHMConfig, design: str, precision: str, launch):
+    """``(name, jit function, constexprs, num_warps, num_stages)`` of every launch the design makes
+    (``launch``: the design's ``KernelOptions``)."""
+    from dataclasses import replace
+
+    from nphmkit.kernels import registers_ops, scratch_ops
 
     nh_id, nh_ex, d = cfg.id_layers - 1, cfg.ex_layers - 1, cfg.query_dim
     op = max(16, 1 << (cfg.ex_out - 1).bit_length())
-    warps = launch["num_warps"]
+    warps = launch.num_warps
     if design == "scratch":
-        from nphmkit.kernels.expression import expression_backward_kernel, expression_forward_kernel
-        from nphmkit.kernels.identity import ensemble_backward_kernel, ensemble_forward_kernel
+        from nphmkit.kernels.scratch_expression import expression_backward_kernel, expression_forward_kernel
+        from nphmkit.kernels.scratch_identity import ensemble_backward_kernel, ensemble_forward_kernel
 
-        hp, ep = ops._pad(cfg.id_hidden), ops._pad(cfg.ex_hidden)
-        bm, tile = launch["block_m"], launch["tile"]
+        hp, ep = scratch_ops._pad(cfg.id_hidden), scratch_ops._pad(cfg.ex_hidden)
+        bm, tile = launch.block_m, launch.tile
         ident = dict(N_HIDDEN=nh_id, D=d, HP=hp, BM=bm, BN=min(tile, hp), BK=min(tile, hp), PRECISION=precision)
         expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, HP=ep, OP=op, BM=bm, BN=min(tile, ep),
                     BK=min(tile, ep), PRECISION=precision)
@@ -52,15 +55,15 @@ def _kernels(cfg: NPHMConfig, design: str, precision: str, launch: dict):
             ("expression forward", expression_forward_kernel, expr, warps, 3),
             ("expression backward", expression_backward_kernel, expr, warps, 3),
         ]
-    from nphmkit.kernels.expression_chunked import expression_chunked_kernel
-    from nphmkit.kernels.identity_chunked import ensemble_chunked_kernel
+    from nphmkit.kernels.registers_expression import expression_chunked_kernel
+    from nphmkit.kernels.registers_identity import ensemble_chunked_kernel
 
-    c0, c1, c2, c3, nc, p = ops_chunked.chunk_widths(cfg.id_hidden, launch["max_chunk"])
-    ident = dict(NH=nh_id, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=launch["block_m"], PRECISION=precision)
-    c0, c1, c2, c3, nc, p = ops_chunked.chunk_widths(cfg.ex_hidden, launch["max_chunk"])
+    c0, c1, c2, c3, nc, p = registers_ops.chunk_widths(cfg.id_hidden, launch.max_chunk)
+    ident = dict(NH=nh_id, D=d, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc, BM=launch.block_m, PRECISION=precision)
+    c0, c1, c2, c3, nc, p = registers_ops.chunk_widths(cfg.ex_hidden, launch.max_chunk)
     expr = dict(NH=nh_ex, SKIP=cfg.ex_skip - 1, OUT=cfg.ex_out, OP=op, P=p, C0=c0, C1=c1, C2=c2, C3=c3, NC=nc,
-                BM=launch["block_m_expression"], PRECISION=precision)
-    stages = ops_chunked.identity_stages(launch, precision)
+                BM=launch.block_m_expression, PRECISION=precision)
+    stages = registers_ops.identity_stages(replace(launch, precision=precision))
     return [
         ("identity forward", ensemble_chunked_kernel, {**ident, "GRAD": False, "PRE0": False}, warps, stages),
         ("identity fwd+bwd", ensemble_chunked_kernel, {**ident, "GRAD": True, "PRE0": True}, warps, stages),
@@ -143,42 +146,38 @@ def main(argv=None) -> int:
     os.environ["TRITON_ALWAYS_COMPILE"] = "1"  # honest compile times: no cache hits
     import triton
 
-    from nphmkit.kernels import ops
+    from nphmkit.kernels import KernelOptions
 
     cfg = getattr(NPHMConfig, args.config)()
     print(f"triton {triton.__version__}, target sm_{args.arch}, {args.config} sizes; per kernel: compile time, "
           "shared memory per program, registers and spilled bytes per thread, matrix instructions")
     print(f"{'design':9s} {'prec':6s} {'kernel':20s} {'launch':32s} {'compile':>8s} {'smem KiB':>8s} "
           f"{'regs':>4s} {'spill B':>7s}  mma")
-    saved = ops.configure()
-    try:
-        for design, given in ((d, g) for d in args.designs for g in args.shape or [None]):
-            launch = ops.configure(design=design)
-            if given is not None:
-                names = ("block_m", "tile", "num_warps") if design == "scratch" else (
-                    "block_m", "block_m_expression", "num_warps")
+    for design, given in ((d, g) for d in args.designs for g in args.shape or [None]):
+        launch = KernelOptions.preset(design)
+        if given is not None:
+            names = ("block_m", "tile", "num_warps") if design == "scratch" else (
+                "block_m", "block_m_expression", "num_warps")
+            try:
+                launch = KernelOptions.preset(design, **dict(zip(names, given)))
+            except ValueError as err:
+                parser.error(f"--shape {','.join(map(str, given))}: {err}")
+        shape = (f"BM {launch.block_m}/{launch.block_m_expression}, chunk<={launch.max_chunk}"
+                 if design == "registers" else f"BM {launch.block_m}, tile {launch.tile}")
+        for precision in args.precision:
+            if design == "scratch" and precision == "fp16":
+                continue  # the registers design's mode
+            for name, fn, constexprs, warps, stages in _kernels(cfg, design, precision, launch):
                 try:
-                    launch = ops.configure(**dict(zip(names, given)))
-                except ValueError as err:
-                    parser.error(f"--shape {','.join(map(str, given))}: {err}")
-            shape = (f"BM {launch['block_m']}/{launch['block_m_expression']}, chunk<={launch['max_chunk']}"
-                     if design == "registers" else f"BM {launch['block_m']}, tile {launch['tile']}")
-            for precision in args.precision:
-                if design == "scratch" and precision == "fp16":
-                    continue  # the registers design's mode
-                for name, fn, constexprs, warps, stages in _kernels(cfg, design, precision, launch):
-                    try:
-                        r = compile_report(fn, constexprs, warps, stages, args.arch)
-                    except Exception as err:  # noqa: BLE001 - a shape the compiler rejects is reported, not fatal
-                        first = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
-                        print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
-                              f"failed ({type(err).__name__}: {first})", flush=True)
-                        continue
+                    r = compile_report(fn, constexprs, warps, stages, args.arch)
+                except Exception as err:  # noqa: BLE001 - a shape the compiler rejects is reported, not fatal
+                    first = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
                     print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
-                          f"{r['seconds']:7.1f}s {r['shared_kib']:8.1f} {r['registers']:4d} {r['spill_bytes']:7d}  "
-                          f"{r['mma']}", flush=True)
-    finally:
-        ops.configure(**saved)
+                          f"failed ({type(err).__name__}: {first})", flush=True)
+                    continue
+                print(f"{design:9s} {precision:6s} {name:20s} {shape + f', {warps} warps':32s} "
+                      f"{r['seconds']:7.1f}s {r['shared_kib']:8.1f} {r['registers']:4d} {r['spill_bytes']:7d}  "
+                      f"{r['mma']}", flush=True)
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lent-GPU session, sized for one 10-minute call on an H100. Run from the repository root on a
+# One lent-GPU session, sized for one 10-minute call on a Hopper GPU (H100, H200). Run from the repository root on a
 # CUDA machine whose python3 has torch and triton; logs go to $OUT (or ./gpu_logs).
 #  1. Warm-up, in parallel: Triton compiles one kernel at a time per process, and compiling every
 #     kernel of both designs and precisions one after the other takes minutes (2026-11-27, the

@@ -64,13 +64,13 @@ def main() -> int:
         from nphmkit.data.synthetic import SyntheticHead
         from nphmkit.data.synthetic.landmarks import landmarks as gt_landmarks
         from nphmkit.fitting import ImageFitConfig, fit_image
-        from nphmkit.fitting.rotation import matrix_to_axis_angle
         from nphmkit.mesh import save_mesh
         from nphmkit.nphm.codes import save_codes, save_official_codes
         from nphmkit.nphm.meshing import head_mesh
         from nphmkit.nphm.pretrained import ASSETS, load_small_nphm
         from nphmkit.render import Camera, lambert, normal_map_rgb, overlay, render
         from nphmkit.training.samples import sample_surface
+        from nphmkit.transforms import matrix_to_axis_angle
     except ImportError as err:
         return fail(f"nphmkit is not installed completely ({err}); run `make demo` or `pip install -e .`")
     try:

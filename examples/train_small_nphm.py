@@ -27,8 +27,10 @@ import torch
 from nphmkit._io import write_bytes, write_text
 from nphmkit.data.synthetic import SyntheticHead
 from nphmkit.data.synthetic import params as P
+from nphmkit.data.synthetic.landmarks import ANCHOR_NAMES
 from nphmkit.fitting import PointFitConfig, fit_points, surface_distance
 from nphmkit.nphm import NPHM, NPHMConfig
+from nphmkit.protocols import NOW_LANDMARKS
 from nphmkit.training import AutoDecoderConfig, build_samples, train_autodecoder
 from nphmkit.training.samples import sample_surface
 
@@ -111,7 +113,9 @@ def main() -> None:
         "final_log": result.history[-1],
     }
     out = Path(args.output)
-    model.save(out, metadata={"trained_on": quality["trained_on"], "script": "examples/train_small_nphm.py",
+    # the synthetic family's anchors are named; the ones named like the NoW landmarks mark them
+    model.landmark_anchors = [ANCHOR_NAMES.index(name) for name in NOW_LANDMARKS]
+    model.save(out, metadata={**model.metadata, "trained_on": quality["trained_on"], "script": "examples/train_small_nphm.py",
                               "seed": args.seed, "steps": args.steps})
     n_ex = args.expressions
     buf = io.BytesIO()

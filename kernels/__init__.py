@@ -1,17 +1,37 @@
 """Fused SDF-query kernels (Triton), shipped as ``nphmkit.kernels``.
 
+The kernels take tensors and weight packs (:class:`EnsembleWeights`, :class:`ExpressionWeights`),
+never a model: the NPHM decoder (``backend="triton"``) builds the packs and decides when they run.
+
 Importing this package imports nothing heavy; triton is imported on first use and a failure is
 cached. ``available()`` says whether the kernels can run here (triton importable, and a CUDA
 GPU or ``TRITON_INTERPRET=1`` for the CPU interpreter); ``require_kernels()`` raises a clear
-error when not. ``set_precision("tf32")`` switches the products to TF32 (``"ieee"``: exact fp32; ``"tf32x3"``:
-fp32 emulated on tensor cores; ``"fp16"``: float16 operands, registers design only).
+error when not.
+
+Settings are one frozen :class:`KernelOptions` (design, precision, launch shape, chunk), set
+globally with :func:`set_options` or for a block with :func:`options`::
+
+    with nphmkit.kernels.options(precision="tf32"):
+        model.sdf(x, z_id, z_ex, backend="triton")
+
+Entry points (import triton when first called): ``identity_mlps``, ``expression_mlp``,
+``expression_kernel_runs`` (:mod:`nphmkit.kernels.dispatch`).
 """
 
 from __future__ import annotations
 
 import os
 
+from .packs import EnsembleWeights, ExpressionWeights
+from .settings import DESIGNS, PRECISIONS, KernelOptions, get_options, options, set_options
+
+__all__ = [
+    "DESIGNS", "PRECISIONS", "EnsembleWeights", "ExpressionWeights", "KernelOptions", "available",
+    "expression_kernel_runs", "expression_mlp", "get_options", "identity_mlps", "options", "require_kernels",
+    "set_options",
+]
 _state: dict = {"checked": False, "error": None}
+_ENTRY_POINTS = ("identity_mlps", "expression_mlp", "expression_kernel_runs")
 
 
 def _check() -> str | None:
@@ -45,10 +65,10 @@ def require_kernels() -> None:
         raise ImportError(err) if "install" in err else RuntimeError(err)
 
 
-def set_precision(mode: str) -> None:
-    """``"ieee"`` (exact float32, default), ``"tf32x3"``, ``"tf32"`` or ``"fp16"`` products in the kernels
-    (``ops.set_precision``)."""
-    require_kernels()
-    from nphmkit.kernels import ops
+def __getattr__(name: str):
+    if name in _ENTRY_POINTS:
+        require_kernels()
+        from . import dispatch
 
-    ops.set_precision(mode)
+        return getattr(dispatch, name)
+    raise AttributeError(f"module 'nphmkit.kernels' has no attribute {name!r}")

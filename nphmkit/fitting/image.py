@@ -1,34 +1,32 @@
-"""Fit NPHM codes and head pose to a normal map and a canonical point map (one image or a batch).
+"""Fit a head model's codes and the head pose to a normal map (and a canonical point map), per image.
 
-The head pose ``x_cam = R x_nphm + t`` (API.md, world = camera) is initialized by PnP on the
-point map (:mod:`nphmkit.fitting.pose`) and refined jointly with the codes. The head stays
-in NPHM space and the pose acts as the camera's extrinsics, so the renderer's implicit
-differentiation carries gradients to the pose. Each step renders a random subset of pixels:
-target foreground, a band around the silhouette and some background.
+Works with any :class:`nphmkit.protocols.HeadModel`. The head pose ``x_cam = R x_head + t``
+(world = camera) starts from ``init``, else from PnP on the point map
+(:mod:`nphmkit.fitting.pose`), else from the default crop pose
+(:func:`nphmkit.render.default_crop_pose`), and is refined jointly with the codes. Without a
+point map, or for a model whose fields have no ``canonical``, the fit uses normals and the
+silhouette alone. The objective is a list of weighted terms (:mod:`nphmkit.fitting.terms`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from nphmkit._checks import check_tensor
+from nphmkit._progress import progress_bar
+from nphmkit.fitting.objective import ImageObjective, check_maps, intrinsics
 from nphmkit.fitting.pose import pose_from_point_map
 from nphmkit.fitting.result import FitResult
-from nphmkit.fitting.rotation import axis_angle_to_matrix
-from nphmkit.losses import (
-    CodeLayout,
-    code_norms,
-    expression_norm,
-    normal_map_loss,
-    point_map_loss,
-    silhouette_loss,
-    symmetry_loss,
-)
-from nphmkit.nphm import NPHM
-from nphmkit.render import Camera, RenderConfig, TraceConfig, render
+from nphmkit.fitting.terms import LossTerm, check_terms, default_image_terms, evaluate, regularizer_terms
+from nphmkit.protocols import CanonicalField, HeadModel, check_head_model
+from nphmkit.render import RenderConfig, TraceConfig, default_crop_pose
+from nphmkit.transforms import axis_angle_to_matrix
+
+DEFAULT_REGULARIZERS = {"id_global": 1e-4, "id_local": 1e-4, "ex": 1e-4, "symmetry": 1e-3}
+"""Weights of the head model's named code regularizers in the image and video objectives."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +43,9 @@ class ImageFitConfig:
     w_points: float = 30.0
     w_silhouette: float = 0.02
     robust: str = "huber"
-    reg_id: float = 1e-4
-    reg_ex: float = 1e-4
-    symmetry: float = 1e-3
+    regularizers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REGULARIZERS))
+    """Weight of each named code regularizer of the head model (``model.code_regularizers``); names not
+    listed count 0."""
     fit_pose: bool = True
     pose_warmup: float = 0.4
     """Fraction of the steps during which the pose stays at its initial value while the codes adapt
@@ -60,88 +58,9 @@ class ImageFitConfig:
     """Renderer settings; fewer march steps than for pictures: the few rays that crawl along a silhouette
     end as misses (the silhouette loss covers them) instead of costing a full SDF call each."""
 
-
-def _check_maps(normal_map, point_map, mask, point_valid):
-    check_tensor("normal_map", normal_map, ("B", "H", "W", 3))
-    shape = tuple(normal_map.shape)
-    check_tensor("point_map", point_map, shape)
-    check_tensor("mask", mask, shape[:3], floating=False)
-    if point_valid is not None:
-        check_tensor("point_valid", point_valid, shape[:3], floating=False)
-
-
-def _intrinsics(camera, batch: int, image_size) -> tuple[torch.Tensor, tuple[int, int]]:
-    if isinstance(camera, Camera):
-        if tuple(camera.image_size) != tuple(image_size):
-            raise ValueError(f"camera: expected image size {tuple(image_size)} (the maps'), got {camera.image_size}")
-        K = camera.K
-    else:
-        K = torch.as_tensor(camera)
-        if K.dim() == 2:
-            K = K.expand(batch, 3, 3)
-    if K.shape != (batch, 3, 3):
-        raise ValueError(f"camera: expected intrinsics (B={batch}, 3, 3), got {tuple(K.shape)}")
-    return K, (int(image_size[0]), int(image_size[1]))
-
-
-class ImageObjective:
-    """Samples pixels and evaluates the image losses for a batch of targets (shared by image and video fits)."""
-
-    def __init__(self, normal_map, point_map, mask, point_valid, K, image_size, config: ImageFitConfig):
-        self.normal_map, self.point_map, self.mask = normal_map, point_map, mask
-        self.point_valid = mask if point_valid is None else point_valid & mask
-        self.K, self.size, self.cfg = K, image_size, config
-        m = mask.float()[:, None]
-        dil = torch.nn.functional.max_pool2d(m, 7, 1, 3)[:, 0] > 0
-        ero = -torch.nn.functional.max_pool2d(-m, 7, 1, 3)[:, 0] > 0
-        self.band = dil & ~ero
-        self.generator = torch.Generator().manual_seed(config.seed)
-
-    def _pick(self, region: torch.Tensor, n: int) -> torch.Tensor:
-        """``(B, n)`` flat pixel indices drawn from ``region (B, H, W)`` (uniform if empty)."""
-        b = region.shape[0]
-        w = region.reshape(b, -1).float() + 1e-6
-        return torch.multinomial(w, n, replacement=True, generator=self.generator)
-
-    def sample(self) -> torch.Tensor:
-        n = self.cfg.pixels_per_step
-        n_fg, n_band = int(n * 0.7), int(n * 0.2)
-        idx = torch.cat(
-            [self._pick(self.mask, n_fg), self._pick(self.band, n_band),
-             self._pick(torch.ones_like(self.mask), n - n_fg - n_band)],
-            dim=1,
-        )
-        return idx
-
-    def losses(self, model: NPHM, z_id, z_ex, R, t, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        h, w = self.size
-        pix = torch.stack([idx % w, idx // w], dim=-1).to(self.K.dtype) + 0.5
-        cam = Camera(self.K, R, t, self.size)
-        field = model.field(z_id, z_ex)
-        out = render(field, cam, field.canonical, config=self.cfg.render, pixels=pix)
-
-        def at(x):
-            flat = x.reshape(x.shape[0], h * w, *x.shape[3:])
-            return flat.gather(1, idx[..., None].expand(-1, -1, *flat.shape[2:]) if flat.dim() == 3 else idx)
-
-        tgt_mask = at(self.mask)
-        both = out.mask & tgt_mask
-        cfg = self.cfg
-        return {
-            "normals": normal_map_loss(out.normals, at(self.normal_map), both, cfg.robust),
-            "points": point_map_loss(out.canonical, at(self.point_map), both & at(self.point_valid), cfg.robust),
-            "silhouette": silhouette_loss(out.soft_mask, tgt_mask),
-        }
-
-
-def total_loss(terms: dict[str, torch.Tensor], cfg: ImageFitConfig) -> torch.Tensor:
-    return cfg.w_normals * terms["normals"] + cfg.w_points * terms["points"] + cfg.w_silhouette * terms["silhouette"]
-
-
-def regularizers(model: NPHM, z_id, z_ex, cfg: ImageFitConfig) -> torch.Tensor:
-    layout = CodeLayout.of(model.config)
-    glob, local = code_norms(z_id, layout)
-    return cfg.reg_id * (glob + local) + cfg.reg_ex * expression_norm(z_ex) + cfg.symmetry * symmetry_loss(z_id, layout)
+    def default_terms(self) -> list[LossTerm]:
+        """The built-in objective: data terms and the weighted code regularizers."""
+        return [*default_image_terms(self), *regularizer_terms(self.regularizers)]
 
 
 def initial_pose(point_map, mask, point_valid, K, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,46 +74,65 @@ def initial_pose(point_map, mask, point_valid, K, seed=0) -> tuple[torch.Tensor,
     return torch.stack(Rs), torch.stack(ts)
 
 
+def start_pose(model: HeadModel, init, point_map, mask, point_valid, K, seed) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``R0``, ``t0`` and whether they came from ``init`` (else PnP on the point map, else the default crop pose)."""
+    if init is not None and init.rotation is not None:
+        return init.rotation.clone(), init.translation.clone(), True
+    b = mask.shape[0]
+    if point_map is not None and isinstance(model.field(*model.initial_codes(1, mask.device, K.dtype)), CanonicalField):
+        R0, t0 = initial_pose(point_map, mask, point_valid, K, seed)
+        return R0, t0, False
+    focal = float(K[0, 0, 0]) / mask.shape[2]
+    R0, t0 = default_crop_pose(b, focal=focal, dtype=K.dtype, device=K.device)
+    return R0, t0, False
+
+
 def fit_image(
-    model: NPHM,
+    model: HeadModel,
     normal_map: torch.Tensor,
-    point_map: torch.Tensor,
+    point_map: torch.Tensor | None,
     mask: torch.Tensor,
-    camera,
+    camera=None,
     init: FitResult | None = None,
     config: ImageFitConfig = ImageFitConfig(),
     point_valid: torch.Tensor | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    terms: Sequence[LossTerm] | None = None,
+    confidence: torch.Tensor | None = None,
 ) -> FitResult:
     """Fit codes and pose to target maps (one image per batch element).
 
     Args:
-        model: the NPHM (its weights stay fixed).
+        model: any head model (:class:`nphmkit.protocols.HeadModel`); its weights stay fixed.
         normal_map: ``(B, H, W, 3)`` unit normals in the camera frame (towards the camera).
-        point_map: ``(B, H, W, 3)`` canonical coordinates (NPHM units).
+        point_map: ``(B, H, W, 3)`` canonical coordinates (head units), or None: normals and silhouette only.
         mask: ``(B, H, W)`` bool, the head's pixels.
-        camera: a :class:`Camera` (its ``K`` and image size are used; the pose is fitted) or ``K (B, 3, 3)``.
-        init: start codes/pose (e.g. a regressor's prediction); default: zero codes, PnP pose.
-        config: schedule and loss weights.
+        camera: a :class:`~nphmkit.render.Camera` (its ``K`` and image size are used; the pose is fitted),
+            ``K (B, 3, 3)`` or ``(3, 3)``, or None for the default crop intrinsics.
+        init: start codes/pose (e.g. a regressor's prediction); default: ``model.initial_codes``, pose
+            by PnP on the point map, else the default crop pose.
+        config: schedule, loss weights and regularizer weights.
         point_valid: ``(B, H, W)`` bool where the point map is trustworthy (default: the mask).
+        progress: a progress bar (None: on an interactive terminal).
+        terms: the objective (default: ``config.default_terms()``), see :mod:`nphmkit.fitting.terms`.
+        confidence: ``(B, H, W)`` float per-pixel weights of the normal and point terms (e.g. a
+            predictor's confidence), or None.
 
     Returns:
-        :class:`FitResult` with ``history`` (total loss per step) and ``terms`` (per-term values).
+        :class:`FitResult` with ``history`` (total loss per step) and ``terms`` (each term's
+        unweighted value per step).
     """
-    from tqdm.auto import tqdm
-
-    _check_maps(normal_map, point_map, mask, point_valid)
+    model = check_head_model(model)
+    check_maps(normal_map, point_map, mask, point_valid, confidence)
+    terms = check_terms(config.default_terms() if terms is None else terms)
     b = normal_map.shape[0]
-    K, size = _intrinsics(camera, b, normal_map.shape[1:3])
-    mc = model.config
     dev, dt = normal_map.device, normal_map.dtype
+    K, size = intrinsics(camera, b, normal_map.shape[1:3], dt, dev)
     start = time.perf_counter()
-    if init is not None and init.rotation is not None:
-        R0, t0 = init.rotation.clone(), init.translation.clone()
-    else:
-        R0, t0 = initial_pose(point_map, mask, point_valid, K, config.seed)
-    z_id = (init.z_id.clone() if init else torch.zeros(b, mc.id_dim, device=dev, dtype=dt)).requires_grad_(True)
-    z_ex = (init.z_ex.clone() if init else torch.zeros(b, mc.lat_dim_ex, device=dev, dtype=dt)).requires_grad_(True)
+    R0, t0, from_init = start_pose(model, init, point_map, mask, point_valid, K, config.seed)
+    z_id0, z_ex0 = (init.z_id, init.z_ex) if init is not None else model.initial_codes(b, dev, dt)
+    z_id = z_id0.detach().clone().requires_grad_(True)
+    z_ex = z_ex0.detach().clone().requires_grad_(True)
     rot = torch.zeros(b, 3, device=dev, dtype=dt, requires_grad=True)
     trans = t0.clone().requires_grad_(True)
     groups = [{"params": [z_ex], "lr": config.lr_codes}]
@@ -204,14 +142,15 @@ def fit_image(
         groups.append({"params": [rot, trans], "lr": config.lr_pose})
     optim = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.MultiStepLR(optim, [int(config.steps * config.decay_at)], gamma=0.2)
-    objective = ImageObjective(normal_map, point_map, mask, point_valid, K, size, config)
+    objective = ImageObjective(normal_map, point_map, mask, point_valid, confidence, K, size, config)
+    frames = torch.arange(b, device=dev)
     history, terms_log = [], []
     best, since, smooth = float("inf"), 0, None
-    warmup = int(config.steps * config.pose_warmup) if init is None or init.rotation is None else 0
-    for step in tqdm(range(config.steps), desc="fitting image", disable=not progress):
+    warmup = 0 if from_init else int(config.steps * config.pose_warmup)
+    for step in progress_bar(range(config.steps), progress=progress, desc="fitting image"):
         R = axis_angle_to_matrix(rot) @ R0
-        terms = objective.losses(model, z_id, z_ex, R, trans, objective.sample())
-        loss = total_loss(terms, config) + regularizers(model, z_id, z_ex, config)
+        ctx = objective.context(model, z_id, z_ex, R, trans, objective.sample(), frames, step)
+        loss, values = evaluate(terms, ctx)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if step < warmup:
@@ -220,7 +159,7 @@ def fit_image(
         sched.step()
         value = float(loss.detach())
         history.append(value)
-        terms_log.append({k: float(v.detach()) for k, v in terms.items()})
+        terms_log.append(values)
         smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
         if step < warmup or smooth < best * 0.995:
             best, since = smooth, 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from nphmkit._checks import check_tensor
-from nphmkit.fitting.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from nphmkit.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 
 
 @dataclass(frozen=True)

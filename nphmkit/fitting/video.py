@@ -1,31 +1,27 @@
 """Fit a video: one identity, per-frame expression and pose, temporally smooth.
 
 Frames are first fitted one after another, each warm-started from the previous frame's codes
-(the first frame from zero codes) with its pose from its own point map (PnP), then refined jointly: all
-frames render in one batch with a shared identity code and a smoothness penalty on
-frame-to-frame changes of expression codes, rotations and translations.
+(the first frame from ``model.initial_codes``) with its pose from its own point map (PnP; the
+default crop pose without one), then refined jointly: all frames render in one batch with a
+shared identity code and smoothness terms on frame-to-frame changes of expression codes,
+rotations and translations. Works with any :class:`nphmkit.protocols.HeadModel`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from nphmkit.fitting.image import (
-    ImageFitConfig,
-    ImageObjective,
-    _check_maps,
-    _intrinsics,
-    fit_image,
-    regularizers,
-    total_loss,
-)
+from nphmkit._progress import progress_bar
+from nphmkit.fitting.image import ImageFitConfig, fit_image
+from nphmkit.fitting.objective import ImageObjective, check_maps, intrinsics
 from nphmkit.fitting.result import FitResult
-from nphmkit.fitting.rotation import axis_angle_to_matrix, matrix_to_axis_angle
-from nphmkit.losses import temporal_smoothness
-from nphmkit.nphm import NPHM
+from nphmkit.fitting.terms import LossTerm, check_terms, evaluate, temporal_terms
+from nphmkit.protocols import HeadModel, check_head_model
+from nphmkit.transforms import axis_angle_to_matrix
 
 
 @dataclass(frozen=True)
@@ -43,51 +39,65 @@ class VideoFitConfig:
     smooth_rotation: float = 500.0
     """Same for the rotation (axis-angle, radians): 1 degree of jitter costs about 0.15."""
     smooth_translation: float = 5000.0
-    """Same for the translation (NPHM units): 1 mm (0.004) of jitter costs about 0.08."""
+    """Same for the translation (head units): 1 mm (0.004 NPHM units) of jitter costs about 0.08."""
     image: ImageFitConfig = field(default_factory=ImageFitConfig)
+
+    def default_terms(self) -> list[LossTerm]:
+        """The built-in objective: the image objective of ``image`` plus the temporal smoothness terms."""
+        return [*self.image.default_terms(), *temporal_terms(self)]
 
 
 def fit_video(
-    model: NPHM,
+    model: HeadModel,
     normal_maps: torch.Tensor,
-    point_maps: torch.Tensor,
+    point_maps: torch.Tensor | None,
     masks: torch.Tensor,
-    camera,
+    camera=None,
     config: VideoFitConfig = VideoFitConfig(),
     point_valid: torch.Tensor | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
+    terms: Sequence[LossTerm] | None = None,
+    confidence: torch.Tensor | None = None,
 ) -> FitResult:
-    """Fit ``T`` frames: maps ``(T, H, W, 3)``, masks ``(T, H, W)``; camera as in :func:`fit_image` (shared K).
+    """Fit ``T`` frames: maps ``(T, H, W, 3)`` (point maps may be None), masks ``(T, H, W)``; camera as in
+    :func:`fit_image` (shared K). ``terms`` (default: ``config.default_terms()``) serve both passes; a
+    term sees the frames of its batch in ``ctx.frames``, and temporal terms are 0 on a single frame.
 
-    Returns a :class:`FitResult` with ``z_id (T, id_dim)`` (one identity, repeated), ``z_ex (T, E)``,
+    Returns a :class:`FitResult` with ``z_id (T, id_dim)`` (one identity, repeated), ``z_ex (T, ex_dim)``,
     ``rotation (T, 3, 3)``, ``translation (T, 3)``.
     """
-    from tqdm.auto import tqdm
-
-    _check_maps(normal_maps, point_maps, masks, point_valid)
+    model = check_head_model(model)
+    check_maps(normal_maps, point_maps, masks, point_valid, confidence)
+    terms = check_terms(config.default_terms() if terms is None else terms)
     n = normal_maps.shape[0]
-    K, size = _intrinsics(camera, n, normal_maps.shape[1:3])
+    K, size = intrinsics(camera, n, normal_maps.shape[1:3], normal_maps.dtype, normal_maps.device)
     start = time.perf_counter()
     img = config.image
 
     def frame(i: int):
-        pv = None if point_valid is None else point_valid[i : i + 1]
-        return normal_maps[i : i + 1], point_maps[i : i + 1], masks[i : i + 1], K[i : i + 1], pv
+        def pick(x):
+            return None if x is None else x[i : i + 1]
+
+        return normal_maps[i : i + 1], pick(point_maps), masks[i : i + 1], K[i : i + 1], pick(point_valid), pick(confidence)
+
+    def shifted(i: int) -> list[LossTerm]:
+        """The terms as frame ``i`` alone sees them: ``ctx.frames`` says ``[i]``."""
+        return [replace(t, fn=_InFrame(t.fn, i)) for t in terms]
 
     # 1. sequential pass with warm starts
     results = []
-    bar = tqdm(range(n), desc="fitting frames", disable=not progress)
-    for i in bar:
-        nm, pm, mk, k, pv = frame(i)
+    for i in progress_bar(range(n), progress=progress, desc="fitting frames"):
+        nm, pm, mk, k, pv, cf = frame(i)
         if i == 0:
-            res = fit_image(model, nm, pm, mk, k, config=replace(img, steps=config.first_steps), point_valid=pv)
+            res = fit_image(model, nm, pm, mk, k, config=replace(img, steps=config.first_steps), point_valid=pv,
+                            terms=shifted(i), confidence=cf, progress=False)
         else:
             # codes warm-start from the previous frame; the pose comes from this frame's own PnP
             # (chained pose warm starts drift in depth, where single views are weakest)
             prev = results[-1]
             init = FitResult(prev.z_id, prev.z_ex, None, None, prev.scale)
-            res = fit_image(model, nm, pm, mk, k, init=init, point_valid=pv,
-                            config=replace(img, steps=config.frame_steps, fit_identity=False))
+            res = fit_image(model, nm, pm, mk, k, init=init, point_valid=pv, terms=shifted(i), confidence=cf,
+                            config=replace(img, steps=config.frame_steps, fit_identity=False), progress=False)
         results.append(res)
     z_id = results[0].z_id.clone()
     z_ex = torch.cat([r.z_ex for r in results])
@@ -102,27 +112,30 @@ def fit_video(
     optim = torch.optim.Adam(
         [{"params": [z_id, z_ex], "lr": img.lr_codes * 0.5}, {"params": [rot, trans], "lr": img.lr_pose * 0.5}]
     )
-    objective = ImageObjective(normal_maps, point_maps, masks, point_valid, K, size, img)
+    objective = ImageObjective(normal_maps, point_maps, masks, point_valid, confidence, K, size, img)
+    frames = torch.arange(n, device=t.device)
     history, terms_log = [], []
-    for _ in tqdm(range(config.joint_steps), desc="joint refinement", disable=not progress):
+    for step in progress_bar(range(config.joint_steps), progress=progress, desc="joint refinement"):
         R = axis_angle_to_matrix(rot) @ R0
-        zi = z_id.expand(n, -1)
-        terms = objective.losses(model, zi, z_ex, R, trans, objective.sample())
-        aa = matrix_to_axis_angle(R)
-        smooth = (
-            config.smooth_codes * temporal_smoothness(z_ex, order=2)
-            + config.smooth_rotation * temporal_smoothness(aa, order=2)
-            + config.smooth_translation * temporal_smoothness(trans, order=2)
-        )
-        terms["smoothness"] = smooth
-        loss = total_loss(terms, img) * n + smooth + regularizers(model, z_id, z_ex, img)
+        ctx = objective.context(model, z_id.expand(n, -1), z_ex, R, trans, objective.sample(), frames, step)
+        loss, values = evaluate(terms, ctx, data_scale=n)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
         history.append(float(loss.detach()))
-        terms_log.append({k: float(v.detach()) for k, v in terms.items()})
+        terms_log.append(values)
     with torch.no_grad():
         R = axis_angle_to_matrix(rot) @ R0
     return FitResult(z_id.detach().expand(n, -1).clone(), z_ex.detach(), R.detach(), trans.detach().clone(),
                      torch.ones(n, dtype=t.dtype, device=t.device), history, terms_log,
                      time.perf_counter() - start, len(history))
+
+
+class _InFrame:
+    """A term's function with ``ctx.frames`` set to the one frame being fitted alone."""
+
+    def __init__(self, fn, index: int) -> None:
+        self.fn, self.index = fn, index
+
+    def __call__(self, ctx):
+        return self.fn(replace(ctx, frames=torch.full_like(ctx.frames, self.index)))

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nphmkit.heads.vit import Block, ViT, ViTConfig
+from nphmkit.transforms import rotation_6d_to_matrix
 from nphmkit.weights import WeightFolderMixin
 
 
@@ -43,6 +43,8 @@ class RegressorConfig:
     n_anchors: int = 65
     lat_dim_ex: int = 100
     pose_token: bool = True
+    attention: str = "sdpa"
+    """Attention backend of the regressor's own transformer (the backbones' is in their configs)."""
 
     @property
     def id_dim(self) -> int:
@@ -77,13 +79,6 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
 
 
-def rotation_6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 6)`` -> rotation ``(B, 3, 3)`` whose first two rows are Gram-Schmidt of the two 3-vectors."""
-    a = F.normalize(x[:, :3], dim=-1)
-    b = F.normalize(x[:, 3:] - (a * x[:, 3:]).sum(-1, keepdim=True) * a, dim=-1)
-    return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=1)
-
-
 class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
     """Predict NPHM codes (and pose) from an image; backbones are frozen, everything else trains.
 
@@ -111,7 +106,7 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
         self.source_embed = nn.Parameter(torch.zeros(len(backbones), w))
         n_queries = 2 + cfg.n_anchors + int(cfg.pose_token)
         self.queries = nn.Parameter(torch.randn(n_queries, w) * 0.02)
-        block_cfg = ViTConfig(embed_dim=w, depth=cfg.layers, num_heads=cfg.heads, norm_eps=1e-6)
+        block_cfg = ViTConfig(embed_dim=w, depth=cfg.layers, num_heads=cfg.heads, norm_eps=1e-6, attention=cfg.attention)
         self.blocks = nn.ModuleList([Block(block_cfg) for _ in range(cfg.layers)])
         self.norm = nn.LayerNorm(w, eps=1e-6)
         h = cfg.readout_hidden

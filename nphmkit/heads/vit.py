@@ -21,6 +21,8 @@ from torch import nn
 
 from nphmkit._optional import available
 
+ATTENTION_BACKENDS = ("sdpa", "xformers")
+
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -40,6 +42,13 @@ class ViTConfig:
     layer_scale: float | None = None
     """Initial LayerScale (DINOv2: 1e-5); None for none."""
     final_norm: bool = True
+    attention: str = "sdpa"
+    """Attention backend: ``"sdpa"`` (``scaled_dot_product_attention``) or ``"xformers"`` (CUDA inputs only,
+    other devices fall back to sdpa; needs the ``xformers`` extra). Weights are the same for both."""
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention: expected one of {ATTENTION_BACKENDS}, got {self.attention!r}")
 
     @classmethod
     def preset(cls, name: str) -> "ViTConfig":
@@ -66,12 +75,18 @@ class ViTConfig:
 class Attention(nn.Module):
     """Multi-head self-attention with a packed ``qkv`` projection (timm's layout)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attention: str = "sdpa") -> None:
         super().__init__()
+        if attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention: expected one of {ATTENTION_BACKENDS}, got {attention!r}")
+        if attention == "xformers" and not available("xformers"):
+            from nphmkit._optional import require
+
+            require("xformers", "the xformers attention backend")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.use_xformers = False
+        self.use_xformers = attention == "xformers"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -113,7 +128,7 @@ class Block(nn.Module):
         super().__init__()
         d = cfg.embed_dim
         self.norm1 = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self.attn = Attention(d, cfg.num_heads, cfg.qkv_bias)
+        self.attn = Attention(d, cfg.num_heads, cfg.qkv_bias, cfg.attention)
         self.ls1 = LayerScale(d, cfg.layer_scale) if cfg.layer_scale is not None else nn.Identity()
         self.norm2 = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio))
@@ -165,17 +180,6 @@ class ViT(nn.Module):
     @property
     def num_prefix_tokens(self) -> int:
         return 1 + self.config.reg_tokens
-
-    def set_attention_backend(self, name: str) -> None:
-        """``"sdpa"`` (default) or ``"xformers"`` (CUDA only; needs the ``xformers`` extra)."""
-        if name not in ("sdpa", "xformers"):
-            raise ValueError(f"name: expected 'sdpa' or 'xformers', got {name!r}")
-        if name == "xformers" and not available("xformers"):
-            from nphmkit._optional import require
-
-            require("xformers", "the xformers attention backend")
-        for blk in self.blocks:
-            blk.attn.use_xformers = name == "xformers"
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Tokens ``(B, prefix + h*w, C)`` with position embeddings, and the patch grid ``(h, w)``."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from nphmkit._checks import check_tensor
 from nphmkit.losses.layout import CodeLayout
 
 
 def code_norms(z_id: torch.Tensor, layout: CodeLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean squared norms of the global and of the local parts of ``z_id (B, id_dim)``."""
+    check_tensor("z_id", z_id, ("B", layout.id_dim))
     glob = z_id[:, : layout.glob]
     local = z_id[:, layout.glob :].reshape(z_id.shape[0], layout.n_local, layout.loc)
     return (glob * glob).sum(-1).mean(), (local * local).sum(-1).mean()
@@ -16,11 +18,13 @@ def code_norms(z_id: torch.Tensor, layout: CodeLayout) -> tuple[torch.Tensor, to
 
 def expression_norm(z_ex: torch.Tensor) -> torch.Tensor:
     """Mean squared norm of ``z_ex (B, E)``."""
+    check_tensor("z_ex", z_ex, ("B", "E"))
     return (z_ex * z_ex).sum(-1).mean()
 
 
 def symmetry_loss(z_id: torch.Tensor, layout: CodeLayout) -> torch.Tensor:
-    """Mean distance between the local codes of each mirrored pair (0 for a symmetric head)."""
+    """Mean distance between the local codes of each mirrored pair of ``z_id (B, id_dim)`` (0 for a symmetric head)."""
+    check_tensor("z_id", z_id, ("B", layout.id_dim))
     if layout.n_pairs == 0:
         return z_id.new_zeros(())
     local = z_id[:, layout.glob :].reshape(z_id.shape[0], layout.n_local, layout.loc)
@@ -32,6 +36,7 @@ def temporal_smoothness(sequence: torch.Tensor, order: int = 1) -> torch.Tensor:
     """Mean squared ``order``-th difference along time of ``sequence (T, ...)`` (codes, translations, rotations)."""
     if order not in (1, 2):
         raise ValueError(f"order: expected 1 or 2, got {order}")
+    check_tensor("sequence", sequence, ("T", ...))
     if sequence.shape[0] <= order:
         return sequence.new_zeros(())
     d = sequence[1:] - sequence[:-1]

@@ -8,11 +8,10 @@ to any model; pass canonical (identity) fields to compare in canonical space.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-Field = Callable[[torch.Tensor], torch.Tensor]
+from nphmkit._checks import check_tensor
+from nphmkit.protocols import Field
 
 
 def sample_sdf_space_points(
@@ -27,6 +26,10 @@ def sample_sdf_space_points(
 
     ``surface_points (B, M, 3)`` of the ground-truth surface (e.g. mesh samples); NPHM units.
     """
+    check_tensor("surface_points", surface_points, ("B", "M", 3))
+    if n_near < 0 or n_space < 0 or (n_near > 0 and surface_points.shape[1] == 0):
+        raise ValueError(f"n_near, n_space: expected non-negative counts (and surface points for n_near > 0), "
+                         f"got n_near={n_near}, n_space={n_space} with {surface_points.shape[1]} surface points")
     b, m, _ = surface_points.shape
     idx = torch.randint(0, m, (b, n_near), generator=generator, device="cpu").to(surface_points.device)
     near = surface_points.gather(1, idx[..., None].expand(-1, -1, 3))
@@ -53,9 +56,15 @@ def sdf_space_loss(
     to reuse ground-truth values (the ground-truth field is then not called). Gradients flow
     into ``field_pred`` only.
     """
+    check_tensor("points", points, ("B", "N", 3))
+    if gt_values is not None:
+        check_tensor("gt_values", gt_values, tuple(points.shape[:2]))
     with torch.no_grad():
         gt = field_gt(points) if gt_values is None else gt_values
     pred = field_pred(points)
+    if pred.shape != points.shape[:2]:
+        raise ValueError(f"field_pred: expected values of shape {tuple(points.shape[:2])} (a field returns (B, N)), "
+                         f"got {tuple(pred.shape)}")
     w = 1.0 + near_weight * torch.exp(-gt.abs() / near_sigma)
     diff = (pred.clamp(-truncation, truncation) - gt.clamp(-truncation, truncation)).abs()
     return (w * diff).sum() / w.sum()

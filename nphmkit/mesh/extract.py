@@ -26,7 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nphmkit._progress import progress_bar
+from nphmkit.fields import unbatched
 from nphmkit.mesh.mesh import Mesh
+from nphmkit.protocols import CanonicalField, GradientField
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,12 +63,8 @@ class _Evaluator:
         self.chunk = chunk
         self.device = device
         self.count = 0
-        show = total_hint >= 2_000_000 if progress is None else progress
-        self.bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total_hint, unit="pt", unit_scale=True, desc="SDF queries", leave=False)
+        self.bar = progress_bar(progress=progress, total=total_hint, unit="pt", unit_scale=True, desc="SDF queries",
+                                leave=False)
 
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
         """``sdf - level`` at integer grid indices ``(P, 3)`` -> ``(P,)`` float32 on the CPU."""
@@ -76,16 +75,31 @@ class _Evaluator:
                 pts = self.origin + idx.to(torch.float32) * self.spacing
                 val = self.sdf_fn(pts)
                 if val.shape != (pts.shape[0],):
-                    raise ValueError(f"sdf_fn: expected output shape ({pts.shape[0]},), got {tuple(val.shape)}")
+                    raise ValueError(
+                        f"sdf_fn: expected an unbatched field (N, 3) -> (N,) or a batched field (1, N, 3) -> (1, N); "
+                        f"for points {tuple(pts.shape)} it returned {tuple(val.shape)}"
+                    )
                 out[s : s + idx.shape[0]] = val.detach().float().cpu() - self.level
-                if self.bar is not None:
-                    self.bar.update(idx.shape[0])
+                self.bar.update(idx.shape[0])
         self.count += index.shape[0]
         return out
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
+
+
+def _is_batched(sdf_fn: SdfFn, device) -> bool:
+    """Whether ``sdf_fn`` is a batched field: nphmkit's fields (with a capability) are; a plain callable is
+    if it maps two points ``(1, 2, 3)`` to ``(1, 2)`` (an elementwise function works either way)."""
+    if isinstance(sdf_fn, (GradientField, CanonicalField)):
+        return True
+    probe = torch.zeros(1, 2, 3, device=device)
+    try:
+        with torch.no_grad():
+            out = sdf_fn(probe)
+    except Exception:  # an unbatched function refusing (1, 2, 3): the unbatched path reports real errors
+        return False
+    return isinstance(out, torch.Tensor) and tuple(out.shape) == (1, 2)
 
 
 def _grid_indices(shape: Sequence[int], step: int) -> torch.Tensor:
@@ -160,12 +174,13 @@ def extract_mesh(
     chunk: int = 65536,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
+    batched: bool | None = None,
 ) -> Mesh:
     """Extract the ``level`` set of ``sdf_fn`` inside ``bounds`` with marching cubes.
 
     Args:
-        sdf_fn: unbatched field ``points (N, 3) float32 -> (N,)`` (negative inside). Wrap a
-            batched field ``f`` as ``lambda p: f(p[None])[0]``.
+        sdf_fn: a field, negative inside: unbatched ``points (N, 3) float32 -> (N,)``, or batched
+            with ``B = 1`` (``(1, N, 3) -> (1, N)``, e.g. ``model.field(z_id, z_ex)``).
         bounds: ``((xmin, ymin, zmin), (xmax, ymax, zmax))`` in the field's units; default: the
             official MonoNPHM reconstruction box.
         resolution: grid points per axis (int or three ints), e.g. 256.
@@ -178,7 +193,9 @@ def extract_mesh(
             fully evaluated, until none is left (costs ~0.5 % of the dense queries on a learned head).
         chunk: points per ``sdf_fn`` call.
         device: where the query points are made (the field's device).
-        progress: show a progress bar (default: for grids of 2 million points or more).
+        progress: show a progress bar (None: on an interactive terminal, see ``nphmkit._progress``).
+        batched: whether ``sdf_fn`` is batched; None: nphmkit's fields are, a plain callable is
+            probed on two points.
 
     Returns:
         A :class:`Mesh` with outward-facing faces, in the field's units, with the number of
@@ -196,6 +213,8 @@ def extract_mesh(
     res = _as_resolution(resolution)
     spacing = (hi - lo) / (np.asarray(res) - 1)
     hint = int(np.prod(res)) if method == "dense" else int(np.prod(res)) // 20
+    if batched if batched is not None else _is_batched(sdf_fn, device):
+        sdf_fn = unbatched(sdf_fn)
     ev = _Evaluator(sdf_fn, lo, spacing, chunk, device, hint, progress, level)
     try:
         if method == "dense" or levels == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,7 @@ def load_mononphm(
     checkpoint: str | os.PathLike | Mapping,
     anchors: str | os.PathLike | np.ndarray | torch.Tensor,
     config: NPHMConfig | None = None,
+    landmark_anchors: Sequence[int] | None = None,
 ) -> NPHM:
     """Build an :class:`NPHM` from an official MonoNPHM checkpoint and its mean anchors.
 
@@ -158,6 +159,8 @@ def load_mononphm(
         anchors: path of ``anchors_65.npy`` (or an array) with the ``(n_anchors, 3)`` mean anchors.
         config: expected sizes; default: read off the tensor shapes. A config that disagrees
             with the file is an error naming the tensors.
+        landmark_anchors: the 7 anchors that mark the NoW landmarks (NoW order), if you know them;
+            official checkpoints carry none, so without it :meth:`NPHM.landmarks` raises.
 
     Returns:
         An NPHM in eval mode, float32, on the CPU.
@@ -181,6 +184,8 @@ def load_mononphm(
 
     load_state_strict(model, {k: v.float() for k, v in state.items()}, "checkpoint")
     model.metadata = {"source": "official MonoNPHM checkpoint"}
+    if landmark_anchors is not None:
+        model.landmark_anchors = landmark_anchors
     return model.eval()
 
 

@@ -29,4 +29,4 @@ def head_mesh(
     z_ex = None if z_ex is None else z_ex.to(device)
     field = model.field(z_id, z_ex, backend=backend)
     with torch.no_grad():
-        return extract_mesh(lambda p: field(p[None])[0], bounds, resolution, method, device=device, **kwargs)
+        return extract_mesh(field, bounds, resolution, method, device=device, **kwargs)

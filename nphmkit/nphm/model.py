@@ -19,9 +19,10 @@ from torch import nn
 
 from nphmkit._backend import resolve_backend
 from nphmkit._checks import check_tensor
-from nphmkit.nphm import fast, reference
+from nphmkit.nphm import reference, vectorized
 from nphmkit.nphm.anchors import default_mean_anchors
 from nphmkit.nphm.config import NPHMConfig
+from nphmkit.nphm.field import NPHMField
 from nphmkit.nphm.layout import slot_flips, slot_types
 from nphmkit.nphm.modules import AnchorMLP, ExpressionMLP, IdentityEnsemble
 from nphmkit.weights import WeightFolderMixin
@@ -93,11 +94,12 @@ class NPHM(WeightFolderMixin, nn.Module):
             return True
         return any(p.requires_grad for p in self.parameters())
 
-    def _backend(self, backend: str, points: torch.Tensor, double_backward: bool = False) -> str:
+    def _backend(self, backend: str, points: torch.Tensor, double_backward: bool = False,
+                 graph_wanted: bool = True) -> str:
         """Resolve ``backend`` for queries ``points``. The Triton kernels compute in float32 and give
         gradients w.r.t. points and codes only: for other dtypes, with grad mode on and weights that
-        require grad, or when a double backward is needed, "auto" uses the torch path and an explicit
-        "triton" is an error."""
+        require grad (unless ``graph_wanted=False``: the caller returns no graph), or when a double
+        backward is needed, "auto" uses the torch path and an explicit "triton" is an error."""
         device = points.device
         name = resolve_backend(backend, is_cuda=device.type == "cuda", needs_double_backward=double_backward)
         if name != "triton":
@@ -109,7 +111,7 @@ class NPHM(WeightFolderMixin, nn.Module):
                 f"backend='triton' computes in float32, got a model and points of {points.dtype}; use "
                 "backend='torch' (or 'reference') for other dtypes, or convert with model.float() and points.float()"
             )
-        weight_grads = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        weight_grads = graph_wanted and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if weight_grads or double_backward:
             if backend == "auto":
                 return "torch"
@@ -149,15 +151,15 @@ class NPHM(WeightFolderMixin, nn.Module):
         if name == "reference":
             return reference.canonical(self, points, z_id, z_ex)
         if name == "triton":
-            from nphmkit.kernels import ops
+            from nphmkit.nphm import fused
 
-            return ops.canonical(self, points, z_id, z_ex)
+            return fused.canonical(self, points, z_id, z_ex)
         graph = self._needs_graph(points, z_id, z_ex)
         with torch.set_grad_enabled(graph):
-            prep = fast.prepare_expression(self, z_id, z_ex)
+            prep = vectorized.prepare_expression(self, z_id, z_ex)
 
             def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-                d = fast.expression_chunk(self, prep, x, bidx)
+                d = vectorized.expression_chunk(self, prep, x, bidx)
                 return torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
 
             return self._chunked(points, run, self.config.query_dim, graph)
@@ -177,13 +179,13 @@ class NPHM(WeightFolderMixin, nn.Module):
         if name == "reference":
             return reference.identity_sdf(self, canonical_points, z_id)
         if name == "triton":
-            from nphmkit.kernels import ops
+            from nphmkit.nphm import fused
 
-            return ops.identity_sdf(self, canonical_points, z_id)
+            return fused.identity_sdf(self, canonical_points, z_id)
         graph = self._needs_graph(canonical_points, z_id)
         with torch.set_grad_enabled(graph):
-            prep = fast.prepare_identity(self, z_id)
-            run = lambda q, bidx: fast.identity_chunk(self, prep, q, bidx)[:, None]  # noqa: E731
+            prep = vectorized.prepare_identity(self, z_id)
+            run = lambda q, bidx: vectorized.identity_chunk(self, prep, q, bidx)[:, None]  # noqa: E731
             return self._chunked(canonical_points, run, 1, graph)
 
     def sdf(
@@ -201,19 +203,19 @@ class NPHM(WeightFolderMixin, nn.Module):
         if name == "reference":
             return reference.sdf(self, points, z_id, z_ex)
         if name == "triton":
-            from nphmkit.kernels import ops
+            from nphmkit.nphm import fused
 
-            return ops.sdf(self, points, z_id, z_ex)
+            return fused.sdf(self, points, z_id, z_ex)
         graph = self._needs_graph(points, z_id, z_ex)
         with torch.set_grad_enabled(graph):
             anc = reference.anchors(self, z_id)
-            id_prep = fast.prepare_identity(self, z_id, anc)
-            ex_prep = fast.prepare_expression(self, z_id, z_ex, anc)
+            id_prep = vectorized.prepare_identity(self, z_id, anc)
+            ex_prep = vectorized.prepare_expression(self, z_id, z_ex, anc)
 
             def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-                d = fast.expression_chunk(self, ex_prep, x, bidx)
+                d = vectorized.expression_chunk(self, ex_prep, x, bidx)
                 q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
-                return fast.identity_chunk(self, id_prep, q, bidx)[:, None]
+                return vectorized.identity_chunk(self, id_prep, q, bidx)[:, None]
 
             return self._chunked(points, run, 1, graph)
 
@@ -223,14 +225,15 @@ class NPHM(WeightFolderMixin, nn.Module):
         z_id: torch.Tensor,
         z_ex: torch.Tensor | None,
         backend: str = "auto",
-        create_graph: bool | None = None,
+        create_graph: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """SDF ``(B, N, 1)`` and unit normals ``(B, N, 3)`` (normalized SDF gradient) of ``points (B, N, 3)``.
 
-        ``create_graph``: keep a graph through the normals (for normal or eikonal losses; needs
-        double backward). ``None`` means: when grad mode is on and the points, codes or model
-        weights require grad. Without a graph the "torch" backend computes the gradient by an
-        explicit backward pass (no autograd), in bounded memory, also under ``torch.no_grad()``.
+        ``create_graph`` follows ``torch.autograd.grad``: ``False`` (default): neither output
+        carries a graph, whatever requires grad; the "torch" backend then computes the gradient by
+        an explicit backward pass (no autograd), in chunks of bounded memory, and the "triton"
+        backend by its backward kernels. ``True``: both outputs keep a graph to the points, codes
+        and weights (normal or eikonal losses; a double backward; memory grows with N).
         """
         sdf, grad = self.sdf_and_gradient(points, z_id, z_ex, backend=backend, create_graph=create_graph)
         return sdf, grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -241,14 +244,14 @@ class NPHM(WeightFolderMixin, nn.Module):
         z_id: torch.Tensor,
         z_ex: torch.Tensor | None,
         backend: str = "auto",
-        create_graph: bool | None = None,
+        create_graph: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`sdf_and_normals` but the gradient ``(B, N, 3)`` is not normalized (eikonal losses)."""
         self._check_points("points", points, 3)
         self._check_codes(z_id, z_ex, points.shape[0])
-        if create_graph is None:
-            create_graph = self._needs_graph(points, z_id, z_ex)
-        name = self._backend(backend, points, double_backward=create_graph)
+        if not isinstance(create_graph, bool):
+            raise TypeError(f"create_graph: expected True or False, got {create_graph!r}")
+        name = self._backend(backend, points, double_backward=create_graph, graph_wanted=create_graph)
         if name == "torch" and not create_graph:
             return self._sdf_and_grad_explicit(points, z_id, z_ex)
         if name == "triton" and not create_graph:
@@ -257,17 +260,17 @@ class NPHM(WeightFolderMixin, nn.Module):
 
     def _sdf_and_grad_chunked(self, points, z_id, z_ex):
         """No graph wanted: the kernels' backward one chunk of points at a time (bounded memory)."""
-        from nphmkit.kernels import ops
+        from nphmkit.nphm import fused
 
         b, n, _ = points.shape
-        step = max(1, ops.chunk_points(self) // b)
+        step = max(1, fused.chunk_points(self) // b)
         sdf, grad = points.new_empty(b, n, 1), points.new_empty(b, n, 3)
         z_id = z_id.detach()
         z_ex = None if z_ex is None else z_ex.detach()
         with torch.enable_grad():
             for s in range(0, n, step):
                 x = points[:, s : s + step].detach().requires_grad_(True)
-                f = self.sdf(x, z_id, z_ex, backend="triton")
+                f = fused.identity_sdf(self, self._neutral(x), z_id) if z_ex is None else fused.sdf(self, x, z_id, z_ex)
                 (g,) = torch.autograd.grad(f.sum(), x)
                 sdf[:, s : s + step], grad[:, s : s + step] = f.detach(), g
         return sdf, grad
@@ -284,19 +287,19 @@ class NPHM(WeightFolderMixin, nn.Module):
     @torch.no_grad()
     def _sdf_and_grad_explicit(self, points, z_id, z_ex):
         anc = reference.anchors(self, z_id)
-        id_prep = fast.prepare_identity(self, z_id, anc)
+        id_prep = vectorized.prepare_identity(self, z_id, anc)
         if z_ex is None:
 
             def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-                value, g = fast.identity_chunk_with_grad(self, id_prep, self._neutral(x), bidx)
+                value, g = vectorized.identity_chunk_with_grad(self, id_prep, self._neutral(x), bidx)
                 return torch.cat([value[:, None], g[:, :3]], dim=-1)
 
         else:
-            ex_prep = fast.prepare_expression(self, z_id, z_ex, anc)
+            ex_prep = vectorized.prepare_expression(self, z_id, z_ex, anc)
 
             def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-                grad_fn = lambda q: fast.identity_chunk_with_grad(self, id_prep, q, bidx)  # noqa: E731
-                value, g = fast.expression_chunk_vjp(self, ex_prep, x, bidx, grad_fn)
+                grad_fn = lambda q: vectorized.identity_chunk_with_grad(self, id_prep, q, bidx)  # noqa: E731
+                value, g = vectorized.expression_chunk_vjp(self, ex_prep, x, bidx, grad_fn)
                 return torch.cat([value[:, None], g], dim=-1)
 
         out = self._chunked(points, run, 4, graph=False)
@@ -318,34 +321,78 @@ class NPHM(WeightFolderMixin, nn.Module):
             out[s : s + step] = run(flat[s : s + step], bidx[s : s + step])
         return out.reshape(b, n, width)
 
-    def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> "NPHMField":
-        """A batched field ``sdf_fn(points (B, N, 3)) -> (B, N)`` for these codes (API.md).
+    def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> NPHMField:
+        """A batched field ``points (B, N, 3) -> (B, N)`` for these codes (:class:`nphmkit.protocols.Field`).
 
-        ``z_ex=None`` gives the neutral head. The codes are captured, not copied: gradients
-        flow into them when the caller's graph needs it. The field also offers
-        ``sdf_and_gradient(points)`` (no graph; the fast explicit backward) for renderers.
+        ``z_ex=None`` gives the neutral head. The codes are captured, not copied: gradients flow
+        into them when the caller's graph needs it. The field has both optional capabilities:
+        ``sdf_and_gradient(points, create_graph=False)`` (without a graph: the fast explicit
+        backward) and ``canonical(points)``.
         """
         self._check_codes(z_id, z_ex)
         return NPHMField(self, z_id, z_ex, backend)
 
+    # ------------------------------------------------------------------ HeadModel (nphmkit.protocols)
+    @property
+    def id_dim(self) -> int:
+        """Identity code size (``config.id_dim``: 2176 at the official sizes)."""
+        return self.config.id_dim
 
-class NPHMField:
-    """A field view of an :class:`NPHM` with fixed codes (see :meth:`NPHM.field`)."""
+    @property
+    def ex_dim(self) -> int:
+        """Expression code size (``config.lat_dim_ex``: 100)."""
+        return self.config.lat_dim_ex
 
-    def __init__(self, model: NPHM, z_id: torch.Tensor, z_ex: torch.Tensor | None, backend: str) -> None:
-        self.model, self.z_id, self.z_ex, self.backend = model, z_id, z_ex, backend
+    def initial_codes(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero codes ``z_id (batch, id_dim)``, ``z_ex (batch, ex_dim)`` (the mean of the codes the model was
+        trained with), on the model's device and dtype unless given."""
+        ref = self._param()
+        device, dtype = device or ref.device, dtype or ref.dtype
+        return (torch.zeros(batch, self.id_dim, device=device, dtype=dtype),
+                torch.zeros(batch, self.ex_dim, device=device, dtype=dtype))
 
-    def __call__(self, points: torch.Tensor) -> torch.Tensor:
-        """``(B, N, 3) -> (B, N)`` signed distances."""
-        return self.model.sdf(points, self.z_id, self.z_ex, backend=self.backend)[..., 0]
+    def code_regularizers(self, z_id: torch.Tensor, z_ex: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Named priors on the codes (scalars): ``id_global`` and ``id_local`` (mean squared norms of the
+        global and of the local codes), ``ex`` (of ``z_ex``; 0 for None) and ``symmetry`` (mean distance
+        between the local codes of mirrored anchor pairs)."""
+        from nphmkit.losses.layout import CodeLayout
+        from nphmkit.losses.regularizers import code_norms, expression_norm, symmetry_loss
 
-    def sdf_and_gradient(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, N)`` distances and ``(B, N, 3)`` gradients, without an autograd graph."""
-        sdf, grad = self.model.sdf_and_gradient(points, self.z_id, self.z_ex, backend=self.backend, create_graph=False)
-        return sdf[..., 0], grad
+        layout = CodeLayout.of(self.config)
+        glob, local = code_norms(z_id, layout)
+        ex = z_id.new_zeros(()) if z_ex is None else expression_norm(z_ex)
+        return {"id_global": glob, "id_local": local, "ex": ex, "symmetry": symmetry_loss(z_id, layout)}
 
-    def canonical(self, points: torch.Tensor) -> torch.Tensor:
-        """Canonical xyz ``(B, N, 3)`` of posed points (hyper coordinates dropped; API.md canonical field)."""
-        if self.z_ex is None:
-            return points
-        return self.model.canonical(points, self.z_id, self.z_ex, backend=self.backend)[..., :3]
+    @property
+    def landmark_anchors(self) -> tuple[int, ...] | None:
+        """The anchors that mark the 7 NoW landmarks (NoW order), or None: a property of the weights,
+        stored in their metadata (the shipped small NPHM has one; official weights have none)."""
+        value = self.metadata.get("landmark_anchors")
+        return None if value is None else tuple(int(i) for i in value)
+
+    @landmark_anchors.setter
+    def landmark_anchors(self, value) -> None:
+        n = self.config.n_anchors
+        ids = list(value) if value is not None else None
+        if ids is not None and (len(ids) != 7 or not all(isinstance(i, int) and 0 <= i < n for i in ids)):
+            raise ValueError(f"landmark_anchors: expected 7 anchor indices in [0, {n}) in NoW order, got {value!r}")
+        if ids is None:
+            self.metadata.pop("landmark_anchors", None)
+        else:
+            self.metadata["landmark_anchors"] = ids
+
+    def landmarks(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+        """The 7 NoW landmarks ``(B, 7, 3)`` on the posed (``z_ex``) or neutral (None) surface, NPHM units.
+
+        Each is the surface point whose canonical position is its landmark anchor
+        (:attr:`landmark_anchors`; ``NotImplementedError`` without one), see :mod:`nphmkit.nphm.landmarks`.
+        """
+        from nphmkit.nphm.landmarks import landmarks_from_anchors
+
+        if self.landmark_anchors is None:
+            raise NotImplementedError(
+                "these NPHM weights have no anchor-to-landmark mapping (official MonoNPHM weights have none): set "
+                "model.landmark_anchors = [7 anchor indices in NoW order] first"
+            )
+        self._check_codes(z_id, z_ex)
+        return landmarks_from_anchors(self, z_id, z_ex, self.landmark_anchors, backend)

@@ -3,10 +3,9 @@
 from nphmkit.render.camera import (
     DEFAULT_FOCAL,
     Camera,
+    default_crop_pose,
     default_intrinsics,
     nphm_to_world,
-    posed_canonical_field,
-    posed_field,
     world_to_nphm,
 )
 from nphmkit.render.render import RenderConfig, RenderOutput, render
@@ -15,6 +14,6 @@ from nphmkit.render.trace import TraceConfig, TraceResult, sphere_trace
 
 __all__ = [
     "DEFAULT_FOCAL", "Camera", "RenderConfig", "RenderOutput", "TraceConfig", "TraceResult", "canonical_map_rgb",
-    "default_intrinsics", "lambert", "normal_map_rgb", "nphm_to_world", "overlay", "posed_canonical_field",
-    "posed_field", "render", "sphere_trace", "world_to_nphm",
+    "default_crop_pose", "default_intrinsics", "lambert", "normal_map_rgb", "nphm_to_world", "overlay", "render",
+    "sphere_trace", "world_to_nphm",
 ]

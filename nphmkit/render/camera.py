@@ -5,21 +5,48 @@ camera ``x_cam = R @ x_world + t``. Pixel ``(u, v)`` has its centre at ``(u + 0.
 Head pose (API.md): ``x_world = s * R_h @ x_nphm + t_h``; for single-view fitting world = camera.
 
 Default intrinsics for a square head crop: focal length ``DEFAULT_FOCAL x`` the image width
-(a 28 degree field of view), principal point at the image centre; at that focal length a head
-(about 1.1 NPHM units tall) fills a crop from about 2.6 units (65 cm) away.
+(a 28 degree field of view), principal point at the image centre. The default crop pose
+(:func:`default_crop_pose`) puts a frontal head on the optical axis at the depth where the head
+(crown to chin, :data:`HEAD_EXTENT`) fills the crop divided by the crop enlargement
+(:data:`CROP_ENLARGE`, Pixel3DMM's x1.42 box): ``2.0 * 1.42 * 0.95 = 2.70`` NPHM units (67 cm),
+the mean camera distance of the synthetic dataset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
 from nphmkit._checks import check_tensor
+from nphmkit.transforms import nphm_to_world, world_to_nphm  # noqa: F401  (re-exported: the head pose)
 
 DEFAULT_FOCAL = 2.0
 """Default focal length as a multiple of the image width (square head crops)."""
+CROP_ENLARGE = 1.42
+"""A crop is the square box around the detected head enlarged by this factor (Pixel3DMM's convention)."""
+HEAD_EXTENT = 0.95
+"""Crown-to-chin height of an average head in NPHM units (24 cm): what fills the box before enlargement."""
+CROP_CENTRE = (0.0, 0.0, -0.02)
+"""The head-space point that the default crop pose puts on the optical axis (NPHM units)."""
+FRONTAL = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+"""Head-to-camera rotation of a frontal view without head rotation: the head's y (up) and z (towards the
+viewer) become the camera's -y and -z (camera y points down, z away from the viewer)."""
+
+
+def default_crop_pose(batch: int = 1, focal: float = DEFAULT_FOCAL, dtype=torch.float32,
+                      device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head pose a crop is framed for, ``R (batch, 3, 3)``, ``t (batch, 3)`` (``x_cam = R x_head + t``).
+
+    Frontal (:data:`FRONTAL`), :data:`CROP_CENTRE` on the optical axis, at depth
+    ``focal * CROP_ENLARGE * HEAD_EXTENT`` (2.70 NPHM units at the default focal length ``focal``,
+    a multiple of the image width). Where fits start without a pose of their own.
+    """
+    R = torch.tensor(FRONTAL, dtype=dtype, device=device).expand(batch, 3, 3).clone()
+    depth = focal * CROP_ENLARGE * HEAD_EXTENT
+    centre = torch.tensor(CROP_CENTRE, dtype=dtype, device=device)
+    t = torch.tensor([0.0, 0.0, depth], dtype=dtype, device=device) - R[0] @ centre
+    return R, t.expand(batch, 3).clone()
 
 
 def default_intrinsics(image_size: tuple[int, int], focal: float = DEFAULT_FOCAL, batch: int = 1,
@@ -128,37 +155,3 @@ class Camera:
         dirs = torch.nn.functional.normalize(torch.einsum("bji,bnj->bni", self.R, dirs_cam), dim=-1)
         origins = self.center()[:, None, :].expand_as(dirs)
         return origins, dirs
-
-
-# ---------------------------------------------------------------------- head pose
-def nphm_to_world(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply the head pose: ``x_world = s * R @ x_nphm + t`` for points ``(B, N, 3)``."""
-    out = torch.einsum("bij,bnj->bni", R, points)
-    if s is not None:
-        out = out * s[:, None, None]
-    return out + t[:, None, :]
-
-
-def world_to_nphm(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
-    """Inverse of :func:`nphm_to_world`."""
-    out = torch.einsum("bji,bnj->bni", R, points - t[:, None, :])
-    return out if s is None else out / s[:, None, None]
-
-
-def posed_field(sdf_fn: Callable, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> Callable:
-    """A field of NPHM space seen in the world: ``f_world(x) = s * f(world_to_nphm(x))`` (still a distance)."""
-
-    def field(points: torch.Tensor) -> torch.Tensor:
-        value = sdf_fn(world_to_nphm(points, R, t, s))
-        return value if s is None else value * s[:, None]
-
-    return field
-
-
-def posed_canonical_field(canonical_fn: Callable, R: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> Callable:
-    """The canonical field of a posed head: world points -> canonical NPHM coordinates (+ validity)."""
-
-    def field(points: torch.Tensor):
-        return canonical_fn(world_to_nphm(points, R, t, s))
-
-    return field

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from nphmkit.protocols import Field, GradientField
 from nphmkit.render.camera import Camera
 from nphmkit.render.trace import TraceConfig, sphere_trace
-
-SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def _scatter(values: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor, n: in
 
 
 def render(
-    sdf_fn: SdfFn,
+    sdf_fn: Field,
     camera: Camera,
     canonical_fn: Callable | None = None,
     config: RenderConfig = RenderConfig(),
@@ -111,9 +110,9 @@ def render(
     """Render the zero level set of ``sdf_fn`` from ``camera``.
 
     Args:
-        sdf_fn: batched field ``points (B, N, 3) -> (B, N)`` in world coordinates (B = camera batch).
-            If it has a method ``sdf_and_gradient(points) -> ((B, N), (B, N, 3))``, that is used
-            for normals when no graph is needed (e.g. the NPHM field's explicit backward).
+        sdf_fn: batched field ``points (B, N, 3) -> (B, N)`` in world coordinates (B = camera batch,
+            :class:`nphmkit.protocols.Field`). A :class:`~nphmkit.protocols.GradientField` gives
+            the normals itself when no graph is needed (e.g. the NPHM field's explicit backward).
         camera: the cameras; image size from ``camera.image_size``.
         canonical_fn: optional ``points (B, N, 3) -> (B, N, 3)`` or ``-> ((B, N, 3), valid (B, N))``.
         config: bounding sphere, tracing and silhouette settings.
@@ -177,8 +176,8 @@ def render(
                     x = x.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(sdf_fn(x).sum(), x, create_graph=True)
         else:
-            if hasattr(sdf_fn, "sdf_and_gradient"):
-                f, grad = sdf_fn.sdf_and_gradient(x0)
+            if isinstance(sdf_fn, GradientField):
+                f, grad = sdf_fn.sdf_and_gradient(x0, create_graph=False)
             else:
                 with torch.enable_grad():
                     xs = x0.detach().requires_grad_(True)

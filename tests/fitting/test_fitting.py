@@ -21,10 +21,10 @@ from nphmkit.fitting import (
     solve_pose,
     surface_distance,
 )
-from nphmkit.fitting.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from nphmkit.nphm.meshing import head_mesh
 from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_intrinsics, render
+from nphmkit.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from tests.helpers import assert_close
 
 

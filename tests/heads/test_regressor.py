@@ -7,7 +7,7 @@ import torch
 
 from nphmkit import NPHMConfig
 from nphmkit.heads import Pix2NPHMRegressor, RegressorConfig
-from nphmkit.heads.regressor import rotation_6d_to_matrix
+from nphmkit.transforms import rotation_6d_to_matrix
 from tests.helpers import assert_close
 
 

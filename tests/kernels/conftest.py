@@ -6,12 +6,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _model_chunks():
-    try:
-        from nphmkit.kernels import ops
-    except ImportError:  # no triton: the kernel tests skip
+    from nphmkit import kernels
+
+    with kernels.options(chunk_points=0):
         yield
-        return
-    saved = ops.configure()
-    ops.configure(chunk_points=0)
-    yield
-    ops.configure(**saved)

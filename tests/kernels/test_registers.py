@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 
@@ -25,29 +24,22 @@ DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is
 ODD = NPHMConfig(id_hidden=40, id_layers=3, pos_mlp_hidden=16, ex_hidden=100, ex_layers=4)
 
 
-@contextlib.contextmanager
 def _design(**launch):
-    """The registers design (small blocks) inside, the previous setting restored after."""
-    from nphmkit.kernels import ops
+    """The registers design (small blocks) inside a ``with`` block, the previous options restored after."""
+    from nphmkit import kernels
 
-    saved = ops.configure()
-    ops.configure(design="registers", **{"block_m": 16, "block_m_expression": 16, "chunk_points": 0, **launch})
-    try:
-        yield ops
-    finally:
-        ops.configure(**saved)
-        ops.set_precision("ieee")
+    return kernels.options(design="registers", **{"block_m": 16, "block_m_expression": 16, "chunk_points": 0, **launch})
 
 
 @pytest.fixture
 def registers():
-    with _design() as ops:
-        yield ops
+    with _design() as options:
+        yield options
 
 
 @given(st.integers(1, 1000), st.sampled_from([16, 64, 128, 256]))
 def test_chunk_widths_are_at_most_four_powers_of_two_covering_the_width(n, max_chunk):
-    from nphmkit.kernels.ops_chunked import chunk_widths
+    from nphmkit.kernels.registers_ops import chunk_widths
 
     *chunks, nc, p = chunk_widths(n, max_chunk)
     real = chunks[:nc]
@@ -86,8 +78,8 @@ def _compare_with_reference(batch, n_points, seed):
 def test_normals_and_point_only_gradients(registers):
     model = _model(NPHMConfig.tiny(), chunk=23)
     x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 2, 31, seed=4))
-    _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
+    _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference")
     assert_close(n_tri, n_ref, atol=1e-4)
     # only z_ex wants a gradient: the identity kernel skips the code-table Jacobian
     ze = z_ex.clone().requires_grad_(True)
@@ -98,25 +90,31 @@ def test_normals_and_point_only_gradients(registers):
 
 
 def test_expression_on_the_torch_path(registers):
-    """configure(expression="torch"): the identity kernel with the torch path's expression MLP (what
-    "auto" picks on CUDA in the float32-accurate modes), values and gradients."""
-    registers.configure(expression="torch")
+    """expression="torch": the identity kernel with the torch path's expression MLP (what "auto" picks
+    on CUDA in the float32-accurate modes), values and gradients."""
+    from nphmkit import kernels
+
     model = _model(ODD, seed=2)
     x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 2, 11, seed=7))
-    assert_gradients_match(model, x, z_id, z_ex, torch.randn(2, 11, 1, device=DEVICE))
-    with torch.no_grad():
-        assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
-    assert registers._expression_on_torch(torch.zeros(1))
-    registers.configure(expression="auto")
-    assert not registers._expression_on_torch(torch.zeros(1))  # the interpreter always runs the kernel
+    with kernels.options(expression="torch"):
+        assert not kernels.expression_kernel_runs(x.device)
+        assert_gradients_match(model, x, z_id, z_ex, torch.randn(2, 11, 1, device=DEVICE))
+        with torch.no_grad():
+            assert_close(model.sdf(x, z_id, z_ex, backend="triton"), model.sdf(x, z_id, z_ex, backend="reference"))
+    assert kernels.expression_kernel_runs(torch.device("cpu"))  # "auto": the interpreter always runs the kernel
+    with kernels.options(precision="ieee"):
+        assert not kernels.expression_kernel_runs(torch.device("cuda"))  # does not fit a GPU in float32 modes
+    with kernels.options(precision="tf32"):
+        assert kernels.expression_kernel_runs(torch.device("cuda"))
 
 
 @pytest.mark.parametrize("precision", ["tf32", "tf32x3"])
 def test_tensor_core_modes(registers, precision):
     model = _model(ODD)
     x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 1, 19))
-    registers.set_precision(precision)
-    with torch.no_grad():
+    from nphmkit import kernels
+
+    with kernels.options(precision=precision), torch.no_grad():
         out = model.sdf(x, z_id, z_ex, backend="triton")
         ref = model.sdf(x, z_id, z_ex, backend="reference")
     # TF32: 10-bit mantissa products; tf32x3 ~ float32 (both exact on the interpreter)
@@ -131,13 +129,15 @@ def test_fp16_mode_stays_within_its_documented_tolerance(registers):
     x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 2, 19, seed=4))
     with torch.no_grad():
         refs = model.sdf(x, z_id, z_ex, backend="reference"), model.canonical(x, z_id, z_ex, backend="reference")
-    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
+    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference")
     ref_grads = _code_grads(model, x, z_id, z_ex, "reference")
-    registers.set_precision("fp16")
-    with torch.no_grad():
-        outs = model.sdf(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="triton")
-    _, n = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-    grads = _code_grads(model, x, z_id, z_ex, "triton")
+    from nphmkit import kernels
+
+    with kernels.options(precision="fp16"):
+        with torch.no_grad():
+            outs = model.sdf(x, z_id, z_ex, backend="triton"), model.canonical(x, z_id, z_ex, backend="triton")
+        _, n = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+        grads = _code_grads(model, x, z_id, z_ex, "triton")
     for name, out, ref in zip(("sdf", "canonical"), outs, refs):
         assert_close(out, ref, atol=2e-4, msg=name)
         assert (out - ref).abs().max() > 1e-7, name  # float16 rounding did happen
@@ -150,35 +150,6 @@ def _code_grads(model, x, z_id, z_ex, backend):
     zi, ze = z_id.clone().requires_grad_(True), z_ex.clone().requires_grad_(True)
     model.sdf(x, zi, ze, backend=backend).square().sum().backward()
     return zi.grad, ze.grad
-
-
-def test_fp16_is_refused_by_the_scratch_design(registers):
-    model = _model(NPHMConfig.tiny())
-    x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 1, 5))
-    registers.configure(design="scratch", chunk_points=0)
-    registers.set_precision("fp16")
-    with pytest.raises(ValueError, match="precision 'fp16' runs in the registers design only"), torch.no_grad():
-        model.sdf(x, z_id, z_ex, backend="triton")
-
-
-def test_configure_rejects_bad_values(registers):
-    with pytest.raises(ValueError, match="design: expected one of"):
-        registers.configure(design="shared")
-    with pytest.raises(ValueError, match="block_m_expression: expected a power of two >= 16, got 24"):
-        registers.configure(block_m_expression=24)
-    with pytest.raises(ValueError, match="programs_per_sm: expected a positive integer, got 0"):
-        registers.configure(programs_per_sm=0)
-    with pytest.raises(ValueError, match=r"num_stages: expected a non-negative integer \(0: auto\), got -1"):
-        registers.configure(num_stages=-1)
-    with pytest.raises(ValueError, match="expression: expected one of"):
-        registers.configure(expression="cuda")
-    before = registers.configure()
-    with pytest.raises(ValueError, match="block_m: expected a power of two >= 16, got 48"):
-        registers.configure(design="scratch", block_m=48)  # refused as a whole: the design stays
-    assert registers.configure() == before and before["design"] == "registers"
-    # choosing a design sets its preset launch shape, unless given in the same call
-    assert registers.configure(design="scratch")["block_m"] == 128
-    assert registers.configure(design="registers", block_m=32)["block_m"] == 32
 
 
 def test_kernel_benchmark_runs_every_step_on_the_interpreter():

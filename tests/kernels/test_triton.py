@@ -53,7 +53,7 @@ def test_gradients_wrt_points_and_codes_match_reference(config):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 300), st.integers(1, 9), st.sampled_from([16, 32]), st.integers(0, 999))
 def test_block_layout_holds_every_row_once_in_single_type_blocks(n, n_types, bm, seed):
-    from nphmkit.kernels.ops import block_layout
+    from nphmkit.kernels.layout import block_layout
 
     g = torch.Generator().manual_seed(seed)
     types = torch.randint(0, n_types, (n,), generator=g)
@@ -126,24 +126,19 @@ class _Spy:
 
 def test_scratch_backward_runs_with_the_forward_setting(monkeypatch):
     """Changing the precision or tiles between a forward and its backward does not mix settings."""
-    from nphmkit.kernels import ops
+    from nphmkit import kernels
+    from nphmkit.kernels import scratch_ops
 
-    spies = {name: _Spy(getattr(ops, name)) for name in ("ensemble_backward_kernel", "expression_backward_kernel")}
+    spies = {name: _Spy(getattr(scratch_ops, name)) for name in ("ensemble_backward_kernel", "expression_backward_kernel")}
     for name, spy in spies.items():
-        monkeypatch.setattr(ops, name, spy)
-    saved = ops.configure()
+        monkeypatch.setattr(scratch_ops, name, spy)
     model = _frozen(NPHMConfig.tiny())
     x, z_id, z_ex = _inputs(model, 1, 9)
     xs = x.clone().requires_grad_(True)
-    ops.configure(32, 16, 2, design="scratch")
-    try:
+    with kernels.options(design="scratch", block_m=32, tile=16, num_warps=2):
         out = model.sdf(xs, z_id, z_ex, backend="triton")
-        ops.configure(64, 32, 4)
-        ops.set_precision("tf32")
+    with kernels.options(block_m=64, tile=32, num_warps=4, precision="tf32"):
         out.sum().backward()
-    finally:
-        ops.configure(**saved)
-        ops.set_precision("ieee")
     for spy in spies.values():
         (kw,) = spy.launches
         assert (kw["PRECISION"], kw["BN"], kw["BK"], kw["num_warps"]) == ("ieee", 16, 16, 2)
@@ -154,70 +149,53 @@ def test_scratch_backward_runs_with_the_forward_setting(monkeypatch):
 
 
 def test_tf32_mode_stays_within_its_documented_tolerance():
-    from nphmkit.kernels import ops, set_precision
+    from nphmkit import kernels
 
     model = _frozen(NPHMConfig.small())
     x, z_id, z_ex = _inputs(model, 1, 19)
-    set_precision("tf32")
-    try:
-        with torch.no_grad():
-            out = model.sdf(x, z_id, z_ex, backend="triton")
-    finally:
-        set_precision("ieee")
+    with kernels.options(precision="tf32"), torch.no_grad():
+        out = model.sdf(x, z_id, z_ex, backend="triton")
+    assert kernels.get_options().precision == "ieee"  # restored after the block
     with torch.no_grad():
         ref = model.sdf(x, z_id, z_ex, backend="reference")
     assert_close(out, ref, atol=2e-3, rtol=1e-2)  # TF32: 10-bit mantissa products (exact on the interpreter)
-    with pytest.raises(ValueError, match="mode"):
-        ops.set_precision("fp8")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize(("design", "precision"), [("scratch", "ieee"), ("registers", "tf32x3"), ("registers", "fp16")])
 def test_official_sizes_on_gpu(design, precision):
-    from nphmkit.kernels import ops
+    from nphmkit import kernels
 
-    saved = ops.configure()
-    ops.configure(design=design)
     # the registers design in tf32x3 (its ieee kernels compile to spilling FMA code for minutes): three
     # TF32 products hold float32 accuracy; fp16 within its documented tolerance (docs/kernels.md)
-    ops.set_precision(precision)
     model = _frozen(NPHMConfig.mononphm(), chunk=4096).cuda()
     x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 5000))
-    try:
+    with kernels.options(design=design, precision=precision):
         with torch.no_grad():
             got = model.sdf(x, z_id, z_ex, backend="triton")
-        _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-    finally:
-        ops.configure(**saved)
-        ops.set_precision("ieee")
+        _, n_tri = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
     fp16 = precision == "fp16"
     with torch.no_grad():
         assert_close(got, model.sdf(x, z_id, z_ex, backend="torch"), atol=2e-4 if fp16 else 1e-5)
-    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="torch", create_graph=False)
+    _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="torch")
     assert_close(n_tri, n_ref, atol=2e-2 if fp16 else 1e-4)  # scratch design on an H100: 4e-7 relative
 
 
 def test_other_launch_shapes_match_reference():
-    from nphmkit.kernels import ops
+    from nphmkit import kernels
 
-    saved = ops.configure()
     model = _frozen(NPHMConfig.small(), seed=1, chunk=50)
     x, z_id, z_ex = _inputs(model, 2, 29, seed=5)
-    try:
-        for block_m, tile in ((16, 64), (64, 32)):
-            ops.configure(block_m=block_m, tile=tile)
+    for block_m, tile in ((16, 64), (64, 32)):
+        with kernels.options(block_m=block_m, tile=tile):
             with torch.no_grad():
                 got = model.sdf(x, z_id, z_ex, backend="triton")
-            _, n_got = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-            with torch.no_grad():
-                assert_close(got, model.sdf(x, z_id, z_ex, backend="reference"), msg=f"block_m={block_m}")
-            _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference", create_graph=False)
-            assert_close(n_got, n_ref, atol=1e-4, msg=f"normals, block_m={block_m}")
-    finally:
-        ops.configure(**saved)
-    with pytest.raises(ValueError, match="block_m: expected a power of two >= 16, got 48"):
-        ops.configure(block_m=48)
+            _, n_got = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+        with torch.no_grad():
+            assert_close(got, model.sdf(x, z_id, z_ex, backend="reference"), msg=f"block_m={block_m}")
+        _, n_ref = model.sdf_and_normals(x, z_id, z_ex, backend="reference")
+        assert_close(n_got, n_ref, atol=1e-4, msg=f"normals, block_m={block_m}")
 
 
 def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
@@ -233,61 +211,51 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
 @pytest.mark.parametrize("design", ["scratch", "registers"])
 def test_chunk_queries_do_not_synchronize_with_the_host(design):
     """The per-chunk work (neighbours, block layout, kernels) queues on the GPU without waiting for it."""
-    from nphmkit.kernels import ops
-    from nphmkit.nphm import fast, reference
+    from nphmkit import kernels
+    from nphmkit.nphm import fused, reference, vectorized
 
-    saved = ops.configure()
-    ops.configure(design=design)
-    ops.set_precision("tf32")
     model = _frozen(NPHMConfig.small()).cuda()
     x, z_id, z_ex = (t.cuda() for t in make_inputs(model, 2, 300))
     anc = reference.anchors(model, z_id)
-    id_prep, ex_prep = fast.prepare_identity(model, z_id, anc), fast.prepare_expression(model, z_id, z_ex, anc)
+    id_prep, ex_prep = vectorized.prepare_identity(model, z_id, anc), vectorized.prepare_expression(model, z_id, z_ex, anc)
     flat = x.reshape(-1, 3)
     bidx = torch.arange(2, device="cuda").repeat_interleave(300)
-    try:
-        with torch.no_grad():
-            d = ops.expression_chunk(model, ex_prep, flat, bidx)  # warm: compiled, weight layouts built
-            ops.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                d = ops.expression_chunk(model, ex_prep, flat, bidx)
-                ops.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-    finally:
-        ops.configure(**saved)
-        ops.set_precision("ieee")
+    with kernels.options(design=design, precision="tf32"), torch.no_grad():
+        d = fused.expression_chunk(model, ex_prep, flat, bidx)  # warm: compiled, weight layouts built
+        fused.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            d = fused.expression_chunk(model, ex_prep, flat, bidx)
+            fused.identity_chunk(model, id_prep, torch.cat([flat + d[:, :3], d[:, 3:]], -1), bidx)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 def test_triton_queries_chunk_by_their_own_setting(monkeypatch):
-    """``configure(chunk_points=)`` sets the triton path's chunk (0: the model's chunk_size); results agree."""
-    from nphmkit.kernels import ops
+    """``chunk_points`` sets the triton path's chunk (0: the model's chunk_size); results agree."""
+    from nphmkit import kernels
+    from nphmkit.nphm import fused
 
     sizes = []
-    real = ops.identity_chunk
+    real = fused.identity_chunk
 
     def spy(model, prep, q, b):
         sizes.append(q.shape[0])
         return real(model, prep, q, b)
 
-    monkeypatch.setattr(ops, "identity_chunk", spy)
+    monkeypatch.setattr(fused, "identity_chunk", spy)
     model = _frozen(NPHMConfig.tiny(), chunk=40)
     x, z_id, z_ex = _inputs(model, 2, 50)
     got = {}
     for points in (0, 32, 1 << 16):
-        ops.configure(chunk_points=points)
-        sizes.clear()
-        with torch.no_grad():
-            got[points] = model.sdf(x, z_id, z_ex, backend="triton")
-        assert sizes == {0: [40, 40, 20], 32: [32, 32, 32, 4], 1 << 16: [100]}[points]
-        sizes.clear()
-        _, normals = model.sdf_and_normals(x, z_id, z_ex, backend="triton", create_graph=False)
-        assert sizes == {0: [40, 40, 20], 32: [32] * 3 + [4], 1 << 16: [100]}[points]  # (chunk // 2) per sample
+        with kernels.options(chunk_points=points):
+            sizes.clear()
+            with torch.no_grad():
+                got[points] = model.sdf(x, z_id, z_ex, backend="triton")
+            assert sizes == {0: [40, 40, 20], 32: [32, 32, 32, 4], 1 << 16: [100]}[points]
+            sizes.clear()
+            _, normals = model.sdf_and_normals(x, z_id, z_ex, backend="triton")
+            assert sizes == {0: [40, 40, 20], 32: [32] * 3 + [4], 1 << 16: [100]}[points]  # (chunk // 2) per sample
     assert_close(got[32], got[0])
     assert_close(got[1 << 16], got[0])
-    with pytest.raises(ValueError, match="chunk_points: expected a non-negative integer"):
-        ops.configure(chunk_points=-1)
-    assert ops.configure(design="registers")["chunk_points"] == 1 << 16  # presets
-    assert ops.configure(design="scratch")["chunk_points"] == 0

@@ -33,23 +33,23 @@ def test_layouts_are_reused_until_a_weight_changes():
     model = make_model(NPHMConfig.tiny())
     calls: list = []
     build = _counting_build(calls)
-    first = cached(model, ("a",), model.ensemble, build)
-    assert cached(model, ("a",), model.ensemble, build) is first and len(calls) == 1
-    cached(model, ("b", 16), model.ensemble, build)  # another name: its own layout
+    first = cached(model.ensemble, ("a",), build)
+    assert cached(model.ensemble, ("a",), build) is first and len(calls) == 1
+    cached(model.ensemble, ("b", 16), build)  # another name: its own layout
     assert len(calls) == 2
-    assert cached(model, ("a",), model.ensemble, build) is first  # still cached
+    assert cached(model.ensemble, ("a",), build) is first  # still cached
     with torch.no_grad():
         model.ensemble.weights[1].mul_(1.5)  # in place: an optimizer step, load_state_dict
-    assert cached(model, ("a",), model.ensemble, build) is not first and len(calls) == 3
-    again = cached(model, ("a",), model.ensemble, build)
+    assert cached(model.ensemble, ("a",), build) is not first and len(calls) == 3
+    again = cached(model.ensemble, ("a",), build)
     model.ensemble.biases[0].data = model.ensemble.biases[0].data.clone()  # a new tensor behind the parameter
-    latest = cached(model, ("a",), model.ensemble, build)
+    latest = cached(model.ensemble, ("a",), build)
     assert latest is not again
-    expression = cached(model, ("e",), model.expression, build)  # the expression's change is not the ensemble's
+    expression = cached(model.expression, ("e",), build)  # the expression's change is not the ensemble's
     with torch.no_grad():
         model.expression.layers[0].bias.add_(1.0)
-    assert cached(model, ("a",), model.ensemble, build) is latest
-    assert cached(model, ("e",), model.expression, build) is not expression
+    assert cached(model.ensemble, ("a",), build) is latest
+    assert cached(model.expression, ("e",), build) is not expression
 
 
 def test_inference_mode_weights_are_not_cached():
@@ -60,8 +60,8 @@ def test_inference_mode_weights_are_not_cached():
         model = make_model(NPHMConfig.tiny())
     calls: list = []
     build = _counting_build(calls)
-    cached(model, ("a",), model.ensemble, build)
-    cached(model, ("a",), model.ensemble, build)
+    cached(model.ensemble, ("a",), build)
+    cached(model.ensemble, ("a",), build)
     assert len(calls) == 2
 
 
@@ -69,11 +69,11 @@ def test_layouts_go_with_their_model():
     from nphmkit.kernels import weight_cache
 
     model = make_model(NPHMConfig.tiny())
-    weight_cache.cached(model, ("a",), model.ensemble, lambda: {"big": torch.zeros(10)})
-    assert model in weight_cache._store
-    weight_cache.clear(model)
-    assert model not in weight_cache._store
-    weight_cache.cached(model, ("a",), model.ensemble, lambda: {"big": torch.zeros(10)})
+    weight_cache.cached(model.ensemble, ("a",), lambda: {"big": torch.zeros(10)})
+    assert model.ensemble in weight_cache._store
+    weight_cache.clear(model)  # the model and its submodules
+    assert model.ensemble not in weight_cache._store
+    weight_cache.cached(model.ensemble, ("a",), lambda: {"big": torch.zeros(10)})
     ref = weakref.ref(model)
     del model
     gc.collect()
@@ -84,11 +84,9 @@ def test_layouts_go_with_their_model():
 @pytest.mark.parametrize("design", ["scratch", "registers"])
 def test_kernels_follow_weight_updates(design):
     """Queries after an in-place weight update use the new weights (no stale layout), in both designs."""
-    from nphmkit.kernels import ops
+    from nphmkit import kernels
 
-    saved = ops.configure()
-    ops.configure(design=design, block_m=16, **({"block_m_expression": 16} if design == "registers" else {}))
-    try:
+    with kernels.options(design=design, block_m=16, block_m_expression=16, chunk_points=0):
         model = make_model(NPHMConfig.tiny(), chunk_size=16).requires_grad_(False).to(DEVICE)
         x, z_id, z_ex = (t.to(DEVICE) for t in make_inputs(model, 1, 19, 2))
         with torch.no_grad():
@@ -97,7 +95,5 @@ def test_kernels_follow_weight_updates(design):
                 p.mul_(1.1)
             after = model.sdf(x, z_id, z_ex, backend="triton")
             ref = model.sdf(x, z_id, z_ex, backend="reference")
-    finally:
-        ops.configure(**saved)
     assert (after - before).abs().max() > 1e-3
     assert_close(after, ref)

@@ -98,7 +98,7 @@ def test_anisotropic_resolution_and_bad_arguments():
         extract_mesh(shapes.sphere(), BOX, 16, method="octree")
     with pytest.raises(ValueError, match="resolution"):
         extract_mesh(shapes.sphere(), BOX, 1)
-    with pytest.raises(ValueError, match="sdf_fn: expected output shape"):
+    with pytest.raises(ValueError, match=r"sdf_fn: expected an unbatched field \(N, 3\) -> \(N,\) or a batched field"):
         extract_mesh(lambda p: p, BOX, 8)
 
 

@@ -139,7 +139,7 @@ def test_chunking_bounds_do_not_change_results():
 
 @given(st.integers(0, 300), st.sampled_from([1, 36, 256, 257, 40_000, 70_000]), st.integers(0, 10_000))
 def test_order_by_type_is_a_stable_sort_in_any_key_width(n, n_types, seed):
-    from nphmkit.nphm.fast import order_by_type
+    from nphmkit._grouping import order_by_type
 
     g = torch.Generator().manual_seed(seed)
     types = torch.randint(0, n_types, (n,), generator=g)

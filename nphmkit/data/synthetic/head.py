@@ -27,6 +27,7 @@ import torch
 
 from nphmkit.data.synthetic import params as P
 from nphmkit.data.synthetic import primitives as prim
+from nphmkit.transforms import rigid_inverse, rotation_about
 
 # part groups for colouring
 SKIN, LIPS, EYE, BROW, MOUTH = 0, 1, 2, 3, 4
@@ -150,7 +151,7 @@ class SyntheticHead:
         lay["cheek_lift"] = v(0.0, 0.015 * smile, 0.0)
         # jaw (in the jaw frame; rotated about the hinge by jaw_open)
         lay["hinge"] = v(0.0, -0.02, -0.06)
-        lay["jaw_rot"] = prim.rotation(ident.new_tensor([1.0, 0.0, 0.0]), 0.32 * jaw_open)
+        lay["jaw_rot"] = rotation_about(ident.new_tensor([1.0, 0.0, 0.0]), 0.32 * jaw_open)
         lay["lf_chin"] = v(0.0, -0.29, 0.085)
         lay["gonion"] = v(0.16 * jaw_w, -0.19, -0.06)
         lay["chin"] = v(0.0, -0.335, 0.1 + 0.025 * chin)
@@ -164,7 +165,7 @@ class SyntheticHead:
         lay["ala_r"] = 0.02 * (0.8 + 0.2 * nose_w)
         # eyes and lids (upper lid rotates about the eye centre with eye_closure)
         lay["eye"] = v(0.064 * eye_sp, 0.07, 0.128)
-        lay["lid_rot"] = prim.rotation(ident.new_tensor([1.0, 0.0, 0.0]), 1.45 * closure)
+        lay["lid_rot"] = rotation_about(ident.new_tensor([1.0, 0.0, 0.0]), 1.45 * closure)
         # brows (move with brow_raise; the asymmetry lifts the left brow)
         lay["brow_in"] = v(0.028, 0.122 + 0.02 * brow_raise, 0.188)
         lay["brow_out"] = v(0.112, 0.127 + 0.02 * brow_raise, 0.152)
@@ -216,7 +217,7 @@ class SyntheticHead:
         f.union_pair([(prim.sphere(p, m(lay["cheek"], s), lay["cheek_r"]), pc_cheek) for s in sides], SKIN, 0.05)
         # ---- jaw frame: lower face, jaw lines, chin --------------------------------------
         rot, hinge = lay["jaw_rot"], lay["hinge"]
-        pj = prim.rigid_inverse(p, rot, hinge)  # jaw parts are evaluated in their neutral frame
+        pj = rigid_inverse(p, rot, hinge)  # jaw parts are evaluated in their neutral frame
         jaw = [(prim.round_cone(pj, lay["lf_chin"], m(lay["gonion"], s), 0.1 * one, 0.09 * one), pj) for s in sides]
         f.union_pair(jaw, SKIN, 0.08)
         f.union(prim.sphere(pj, lay["chin"], lay["chin_r"]), pj, SKIN, 0.05)
@@ -243,7 +244,7 @@ class SyntheticHead:
             eye = m(lay["eye"], s)
             balls.append((prim.sphere(p, eye, 0.032 * one), p))
             # upper lid: the shell above a plane through the eye centre, rotated by eye_closure
-            pl = prim.rigid_inverse(p, lay["lid_rot"], eye)
+            pl = rigid_inverse(p, lay["lid_rot"], eye)
             upper = torch.maximum(prim.sphere(pl, eye, 0.0355 * one), -prim.half_space(pl, eye + 0.012 * up, up))
             uppers.append((upper, pl))
             lower = torch.maximum(prim.sphere(p, eye, 0.0355 * one), -prim.half_space(p, eye + 0.02 * down, down))
@@ -259,12 +260,12 @@ class SyntheticHead:
         f.union(prim.capsule(pjl, lay["ll_c"] * mirror, lay["ll_c"], lay["lip_r_low"]), pjl, LIPS, 0.008)
         corners_up, corners_low = [], []
         for s in sides:
-            turn = prim.rotation(p.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
+            turn = rotation_about(p.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
             joint_u = m(lay["ul_c"], s)
-            pc = prim.rigid_inverse(pu, turn, joint_u)
+            pc = rigid_inverse(pu, turn, joint_u)
             corners_up.append((prim.capsule(pc, joint_u, m(lay["ul_corner"], s), lay["lip_r_up"]), pc))
             joint_l = m(lay["ll_c"], s)
-            pcl = prim.rigid_inverse(pjl, turn, joint_l)
+            pcl = rigid_inverse(pjl, turn, joint_l)
             corners_low.append((prim.capsule(pcl, joint_l, m(lay["ll_corner"], s), lay["lip_r_low"]), pcl))
         f.union_pair(corners_up, LIPS, 0.008)
         f.union_pair(corners_low, LIPS, 0.008)
@@ -285,7 +286,7 @@ class SyntheticHead:
         ears = []
         for s in sides:
             ear = m(lay["ear"], s) + _vec(self.batch, one, 0.0, lay["ear_lift_left"] if s > 0 else 0.0 * one, 0.0)
-            frame = prim.rotation(p.new_tensor([0.0, 1.0, 0.0]), -s * lay["ear_angle"])
+            frame = rotation_about(p.new_tensor([0.0, 1.0, 0.0]), -s * lay["ear_angle"])
             # rows of the frame: local u, v, axis; the ear's axis starts along x
             local = torch.stack([frame[:, :, 2], frame[:, :, 1], frame[:, :, 0]], dim=1)
             ears.append((prim.disc(p, ear, local, lay["ear_r"], 0.012 * one, 0.01 * one), p))
@@ -302,12 +303,16 @@ class SyntheticHead:
         head = self.neutral() if neutral else self
         one = SyntheticHead(head.identity[index : index + 1], head.expression[index : index + 1])
         with torch.no_grad():
-            return extract_mesh(lambda q: one.sdf(q[None])[0], BOUNDS, resolution, margin=1.0)
+            return extract_mesh(one.sdf, BOUNDS, resolution, margin=1.0)
 
-    # ------------------------------------------------------------------ callables (API.md)
-    def field(self):
-        """Batched field ``sdf_fn(points (B, N, 3)) -> (B, N)``."""
-        return self.sdf
+    # ------------------------------------------------------------------ field protocol (nphmkit.protocols)
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        """The heads are a :class:`nphmkit.protocols.CanonicalField`: ``points (B, N, 3) -> (B, N)``."""
+        return self.sdf(points)
+
+    def field(self) -> "SyntheticHead":
+        """Batched field ``points (B, N, 3) -> (B, N)`` (the heads themselves, with ``canonical``)."""
+        return self
 
     def canonical_field(self):
         """Canonical field ``canonical_fn(points (B, N, 3)) -> ((B, N, 3), valid (B, N))``."""

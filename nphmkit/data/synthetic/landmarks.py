@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 
 from nphmkit.data.synthetic.head import SyntheticHead, _vec
+from nphmkit.protocols import NOW_LANDMARKS
+from nphmkit.transforms import rotation_about
 
 PAIR_NAMES = (
     "eye_outer", "eye_inner", "upper_lid", "lower_lid", "brow_inner", "brow_outer", "nose_wing", "nose_side",
@@ -23,10 +25,7 @@ PAIR_NAMES = (
 )
 MIDDLE_NAMES = ("nose_tip", "chin", "forehead", "upper_lip_center", "back_of_head")
 ANCHOR_NAMES = tuple(f"{side}_{n}" for n in PAIR_NAMES for side in ("right", "left")) + MIDDLE_NAMES
-LANDMARK_NAMES = (
-    "right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer", "nose_tip",
-    "right_mouth_corner", "left_mouth_corner",
-)
+LANDMARK_NAMES = NOW_LANDMARKS
 
 
 def _left_templates(head: SyntheticHead, lay: dict) -> list[torch.Tensor]:
@@ -106,10 +105,25 @@ def anchors(head: SyntheticHead) -> torch.Tensor:
     return project_to_surface(neutral.sdf, guess)
 
 
-def landmarks(head: SyntheticHead) -> torch.Tensor:
-    """The 7 NoW landmarks ``(B, 7, 3)`` on the posed surface (mouth corners follow the expression)."""
-    from nphmkit.data.synthetic import primitives as prim
+def landmarks(head: SyntheticHead, differentiable: bool = False) -> torch.Tensor:
+    """The 7 NoW landmarks ``(B, 7, 3)`` on the posed surface (mouth corners follow the expression).
 
+    ``differentiable``: keep a graph to the head's parameters (first order: the placement of each
+    guess, then one Newton step along the surface normal with the gradient held fixed).
+    """
+    guess = _landmark_guess(head)
+    x = project_to_surface(head.sdf, guess)
+    if not differentiable:
+        return x
+    x = guess + (x - guess).detach()
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(head.sdf(xg).sum(), xg)
+    return x - head.sdf(x)[..., None] * g / (g * g).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def _landmark_guess(head: SyntheticHead) -> torch.Tensor:
+    """Where the landmarks sit before projection onto the surface, ``(B, 7, 3)``."""
     lay = head._layout()
     one = lay["one"]
     mirror = one.new_tensor([-1.0, 1.0, 1.0])
@@ -120,9 +134,8 @@ def landmarks(head: SyntheticHead) -> torch.Tensor:
     corners = []
     for s in (-1.0, 1.0):
         m = (lambda x: x) if s > 0 else (lambda x: x * mirror)
-        turn = prim.rotation(one.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
+        turn = rotation_about(one.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
         joint = m(lay["ul_c"])
         corner = torch.einsum("bij,bj->bi", turn, m(lay["ul_corner"]) - joint) + joint + lay["push"]
         corners.append(corner + v(0.0, -0.004, 0.03))
-    guess = torch.stack([outer * mirror, inner * mirror, inner, outer, lay["tip"] + v(0.0, 0.0, 0.03), *corners], dim=1)
-    return project_to_surface(head.sdf, guess)
+    return torch.stack([outer * mirror, inner * mirror, inner, outer, lay["tip"] + v(0.0, 0.0, 0.03), *corners], dim=1)

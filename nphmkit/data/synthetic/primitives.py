@@ -84,27 +84,3 @@ def smooth_subtract(a: torch.Tensor, b: torch.Tensor, k: float) -> tuple[torch.T
     """``a`` minus ``b`` with a smooth edge; returns the value and the weight of ``b``'s carving in [0, 1]."""
     value, h = smooth_union_weight(-a, b, k)  # max(a, -b) = -min(-a, b)
     return -value, 1.0 - h
-
-
-def rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``(B, 3, 3)`` about unit ``axis (3,)`` or ``(B, 3)`` by ``angle (B,)`` radians."""
-    axis = axis.expand(angle.shape[0], 3) if axis.dim() == 1 else axis
-    x, y, z = axis.unbind(-1)
-    c, s = torch.cos(angle), torch.sin(angle)
-    one = 1.0 - c
-    return torch.stack(
-        [
-            torch.stack([c + x * x * one, x * y * one - z * s, x * z * one + y * s], -1),
-            torch.stack([y * x * one + z * s, c + y * y * one, y * z * one - x * s], -1),
-            torch.stack([z * x * one - y * s, z * y * one + x * s, c + z * z * one], -1),
-        ],
-        dim=-2,
-    )
-
-
-def rigid_inverse(p: torch.Tensor, rot: torch.Tensor, pivot: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-    """Undo ``x -> rot @ (x - pivot) + pivot + shift`` on points ``(B, N, 3)``."""
-    q = p - pivot[:, None, :]
-    if shift is not None:
-        q = q - shift[:, None, :]
-    return torch.einsum("bji,bnj->bni", rot, q) + pivot[:, None, :]

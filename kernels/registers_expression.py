@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .chunked import (
+from .registers_mlp import (
     activate,
     add_vector,
     load_chunks,

@@ -2,7 +2,7 @@
 
 Same block layout as :mod:`kernels.identity` (point-anchor pairs sorted by MLP type into
 single-type blocks of ``BM`` rows, padding rows -1), but every activation lives in registers as
-chunks (:mod:`kernels.chunked`) and each layer is a grid of ``tl.dot`` products on them.
+chunks (:mod:`kernels.registers_mlp`) and each layer is a grid of ``tl.dot`` products on them.
 
 With ``GRAD`` the same launch also runs the backward pass of every pair's MLP output ``f`` and
 writes its Jacobians: ``d f / d offset`` ``(pairs, D)`` and, with ``PRE0``, ``d f / d pre0``
@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .chunked import (
+from .registers_mlp import (
     activate,
     add_vector,
     load_chunks,

@@ -10,7 +10,7 @@ memory. ``NC`` says how many chunks are real; the others are 16-wide zero placeh
 products are skipped at compile time (``NC`` is a constexpr), so narrow layers (an MLP output
 padded to 16) share the same code. Chunk ``i`` starts at column ``C0 + ... + C(i-1)``.
 
-Weights come pre-padded with zeros to the chunked width (``ops_chunked``), so every load is
+Weights come pre-padded with zeros to the chunked width (``registers_ops``), so every load is
 unmasked and rows are 64-byte aligned; padded activation columns meet zero weight rows.
 
 This module imports triton; it is only imported when a kernel is first used.

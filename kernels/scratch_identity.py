@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .mlp import dense_backward, dense_forward, sigmoid, softplus
+from .scratch_mlp import dense_backward, dense_forward, sigmoid, softplus
 
 
 @triton.jit
