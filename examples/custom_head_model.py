@@ -1,12 +1,15 @@
 """Bring your own head model: an ellipsoid-plus-nose family written only against ``nphmkit.protocols``,
-fitted by nphmkit's ``fit_points`` (to surface points) and ``fit_image`` (to a rendered normal map).
+fitted by nphmkit's ``fit_points`` (to surface points) and ``fit_image`` (to a rendered normal map and
+silhouette). This model has no canonical map, so ``fit_image`` sees normals and a silhouette only: from
+one view these trade head depth against pose, so the image fit is given the camera pose (as a tracker
+or a regressor would give it) and fits the codes alone.
 
     python examples/custom_head_model.py
 """
 
 import torch
 
-from nphmkit.fitting import ImageFitConfig, PointFitConfig, fit_image, fit_points
+from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
 from nphmkit.mesh import extract_mesh
 from nphmkit.protocols import HeadModel
 from nphmkit.render import Camera, default_crop_pose, default_intrinsics, render
@@ -57,7 +60,9 @@ def main() -> None:
     cam = Camera(default_intrinsics((64, 64)), R, t, (64, 64))
     with torch.no_grad():
         target = render(model.field(z_id, z_ex), cam, differentiable=False)
-    res = fit_image(model, target.normals, None, target.mask, cam.K, config=ImageFitConfig(steps=150, lr_codes=3e-2))
+    start = FitResult(*model.initial_codes(1), rotation=R, translation=t, scale=torch.ones(1))
+    config = ImageFitConfig(steps=150, lr_codes=3e-2, fit_pose=False)
+    res = fit_image(model, target.normals, None, target.mask, cam.K, init=start, config=config)
     print(f"fit_image error: z_id {(res.z_id - z_id).abs().max():.3f}, z_ex {(res.z_ex - z_ex).abs().max():.3f}")
 
 

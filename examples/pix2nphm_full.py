@@ -28,24 +28,11 @@ nphmkit - Pix2NPHM demo
   Input: shipped synthetic test images the model never saw, with their exact normal and canonical
   point maps standing in for a dense predictor's output.
 """
-LANDMARK_ANCHORS = {  # NoW order -> index of the synthetic family's anchor with that meaning
-    "right_eye_outer": 0, "right_eye_inner": 2, "left_eye_inner": 3, "left_eye_outer": 1, "nose_tip": 60,
-    "right_mouth_corner": 16, "left_mouth_corner": 17,
-}
 
 
 def fail(message: str) -> int:
     print(f"demo: error: {message}", file=sys.stderr)
     return 1
-
-
-def landmarks_on_mesh(model, z_id, z_ex, mesh) -> torch.Tensor:
-    """The 7 landmarks on the posed mesh: the vertex whose canonical position is nearest each landmark anchor."""
-    with torch.no_grad():
-        anchors = model.anchors(z_id)[0]
-        can = model.canonical(mesh.vertices[None], z_id, z_ex)[0, :, :3]
-        target = anchors[list(LANDMARK_ANCHORS.values())]
-        return mesh.vertices[torch.cdist(target, can).argmin(dim=1)]
 
 
 def main() -> int:
@@ -68,6 +55,7 @@ def main() -> int:
         from nphmkit.nphm.codes import save_codes, save_official_codes
         from nphmkit.nphm.meshing import head_mesh
         from nphmkit.nphm.pretrained import ASSETS, load_small_nphm
+        from nphmkit.protocols import NOW_LANDMARKS
         from nphmkit.render import Camera, lambert, normal_map_rgb, overlay, render
         from nphmkit.training.samples import sample_surface
         from nphmkit.transforms import matrix_to_axis_angle
@@ -105,9 +93,10 @@ def main() -> int:
         stem = out / f"{i:02d}"
         save_mesh(f"{stem}_posed.ply", posed)
         save_mesh(f"{stem}_neutral.ply", neutral)
-        marks = landmarks_on_mesh(model, z_id, z_ex, posed)
+        with torch.no_grad():  # on the fitted surface, found from the anchors named in the weights' metadata
+            marks = model.landmarks(z_id, z_ex)[0]
         write_text(f"{stem}_landmarks.json", json.dumps(
-            {"units": "NPHM (x 250 = mm), head space", "landmarks": dict(zip(LANDMARK_ANCHORS, marks.tolist()))}, indent=1))
+            {"units": "NPHM (x 250 = mm), head space", "landmarks": dict(zip(NOW_LANDMARKS, marks.tolist()))}, indent=1))
         save_codes(f"{stem}_codes.npz", z_id, z_ex, rotation=res.rotation, translation=res.translation, scale=res.scale)
         save_official_codes(f"{stem}_official_codes", z_id, z_ex)
         # renders: the fitted head seen by the input camera
@@ -130,7 +119,7 @@ def main() -> int:
             R_gt, t_gt = item["R"][None], item["t"][None]
             cam_pts = torch.einsum("bij,bnj->bni", R_gt, pts) + t_gt[:, None]
             in_fit = torch.einsum("bji,bnj->bni", res.rotation, cam_pts - res.translation[:, None])
-            surf_mm = model.sdf(in_fit, z_id, z_ex)[..., 0].abs() * 250
+            surf_mm = field(in_fit).abs() * 250
             gt_marks = torch.einsum("bij,bnj->bni", R_gt, gt_landmarks(gt)) + t_gt[:, None]
             fit_marks = torch.einsum("bij,nj->bni", res.rotation, marks) + res.translation[:, None]
             lm_mm = (gt_marks - fit_marks).norm(dim=-1)[0] * 250

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nphmkit._progress import progress_bar
-from nphmkit.fields import unbatched
+from nphmkit.fields import UnbatchedField, unbatched
 from nphmkit.mesh.mesh import Mesh
 from nphmkit.protocols import CanonicalField, GradientField
 
@@ -89,8 +89,10 @@ class _Evaluator:
 
 
 def _is_batched(sdf_fn: SdfFn, device) -> bool:
-    """Whether ``sdf_fn`` is a batched field: nphmkit's fields (with a capability) are; a plain callable is
-    if it maps two points ``(1, 2, 3)`` to ``(1, 2)`` (an elementwise function works either way)."""
+    """Whether ``sdf_fn`` is a batched field: nphmkit's fields with a capability are (unless wrapped by
+    :func:`nphmkit.fields.unbatched`); a plain callable is if it maps two points ``(1, 2, 3)`` to ``(1, 2)`` (an elementwise function works either way)."""
+    if isinstance(sdf_fn, UnbatchedField):
+        return False
     if isinstance(sdf_fn, (GradientField, CanonicalField)):
         return True
     probe = torch.zeros(1, 2, 3, device=device)

@@ -1,4 +1,4 @@
-"""Parameter containers of the NPHM decoder; the computations live in reference.py and fast.py.
+"""Parameter containers of the NPHM decoder; the computations live in reference.py and vectorized.py.
 
 The local identity MLPs are stored stacked over their type, ``weights[l] (T, out, in)`` and
 ``biases[l] (T, out)``, so a fast path can index one MLP without a Python-level module lookup.

@@ -64,11 +64,11 @@ class TrainResult:
 
 
 def train_autodecoder(
-    model: NPHM, samples: ShapeSamples, config: AutoDecoderConfig = AutoDecoderConfig(), progress: bool = True,
+    model: NPHM, samples: ShapeSamples, config: AutoDecoderConfig = AutoDecoderConfig(), progress: bool | None = None,
     log=print,
 ) -> TrainResult:
     """Optimize ``model`` (in place) and the codes of every shape in ``samples``."""
-    from tqdm.auto import tqdm
+    from nphmkit._progress import progress_bar, show_progress
 
     cfg, w = config, config.weights
     mc = model.config
@@ -90,7 +90,7 @@ def train_autodecoder(
     history: list[dict] = []
     running: dict[str, float] = {}
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="training NPHM", disable=not progress)
+    bar = progress_bar(range(cfg.steps), desc="training NPHM", progress=progress)
     for step in bar:
         shapes = torch.randint(0, n_shapes, (cfg.shapes_per_step,), generator=g)
         b = shapes.shape[0]
@@ -148,7 +148,7 @@ def train_autodecoder(
             history.append(row)
             running = {}
             bar.set_postfix(surface_mm=f"{row['surface_mm']:.2f}", near=f"{row['near']:.4f}")
-            if log is not None and not progress:
+            if log is not None and not show_progress(progress):
                 log(f"step {step + 1}: surface {row['surface_mm']:.2f} mm, near {row['near'] * 250:.2f} mm, "
                     f"normals {row['normals']:.3f}, corr {row['correspondence'] ** 0.5 * 250:.2f} mm, "
                     f"anchors {row['anchors'] ** 0.5 * 250:.2f} mm, {row['seconds']:.0f} s")

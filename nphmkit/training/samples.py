@@ -66,20 +66,20 @@ def build_samples(
     n_near: int = 4000,
     n_space: int = 1500,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> ShapeSamples:
     """Samples for every (identity, expression) pair: ``identities (I, n_id)``, ``expressions (I, E, n_ex)``.
 
     Expression 0 of each identity should be the neutral one (it supervises zero deformation).
     """
-    from tqdm.auto import tqdm
+    from nphmkit._progress import progress_bar
 
     g = torch.Generator().manual_seed(seed)
     n_id, n_ex = expressions.shape[:2]
     lo, hi = torch.tensor(BOUNDS[0]), torch.tensor(BOUNDS[1])
     rows = {k: [] for k in ("surface", "normals", "canonical", "valid", "near", "near_sdf", "space", "space_sdf")}
     id_idx, ex_idx, neutral = [], [], []
-    bar = tqdm(total=n_id * n_ex, desc="sampling synthetic shapes", disable=not progress, leave=False)
+    bar = progress_bar(total=n_id * n_ex, desc="sampling synthetic shapes", progress=progress, leave=False)
     for i in range(n_id):
         for e in range(n_ex):
             head = SyntheticHead(identities[i : i + 1], expressions[i, e : e + 1])

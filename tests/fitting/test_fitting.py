@@ -23,7 +23,7 @@ from nphmkit.fitting import (
 )
 from nphmkit.nphm.meshing import head_mesh
 from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
-from nphmkit.render import Camera, RenderConfig, TraceConfig, default_intrinsics, render
+from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose, default_intrinsics, render
 from nphmkit.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from tests.helpers import assert_close
 
@@ -95,7 +95,7 @@ def test_fit_points_registers_a_scan(model, codes):
 
 def test_fit_image_recovers_pose_and_geometry(model, codes):
     z_id, z_ex = codes[0][65:66], codes[1][65:66]  # a training shape with an open, smiling mouth
-    R = axis_angle_to_matrix(torch.tensor([[0.1, 0.4, -0.05]]))
+    R = axis_angle_to_matrix(torch.tensor([[0.1, 0.4, -0.05]])) @ default_crop_pose(1)[0]  # the face, turned 23 deg
     t = torch.tensor([[0.03, -0.02, 2.6]])
     out, cam = _render_target(model, z_id, z_ex, R, t, 96)
     pnp = pose_from_point_map(out.canonical[0], out.mask[0], cam.K[0])
@@ -108,10 +108,10 @@ def test_fit_image_recovers_pose_and_geometry(model, codes):
     mesh = head_mesh(model, z_id, z_ex, resolution=48, progress=False)
     cam_pts = torch.einsum("bij,nj->bni", R, mesh.vertices) + t[:, None]
     in_fit = torch.einsum("bji,bnj->bni", res.rotation, cam_pts - res.translation[:, None])
-    visible = mesh.vertex_normals()[:, 2] > 0.3  # facing the camera (it looks along -z of the head)
+    visible = torch.einsum("ij,nj->ni", R[0], mesh.vertex_normals())[:, 2] < -0.3  # facing the camera
     with torch.no_grad():
-        dist = model.sdf(in_fit[:, visible], res.z_id, res.z_ex)[..., 0].abs() * 250
-        zero = model.sdf(in_fit[:, visible], torch.zeros_like(z_id), torch.zeros_like(z_ex))[..., 0].abs() * 250
+        dist = model.field(res.z_id, res.z_ex)(in_fit[:, visible]).abs() * 250
+        zero = model.field(*model.initial_codes(1))(in_fit[:, visible]).abs() * 250
     # 96^2 pixels are about 3 mm wide at this distance: a few millimetres is what the image can tell
     assert dist.median() < 2.5 and dist.mean() < 0.9 * zero.mean(), (dist.median(), dist.mean(), zero.mean())
 

@@ -125,3 +125,14 @@ def test_matches_timm_when_available():
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         assert_close(model.forward_features(x), ref.forward_features(x), atol=1e-4)
+
+
+def test_attention_backend_is_a_config_argument():
+    from nphmkit._optional import available
+
+    with pytest.raises(ValueError, match=r"attention: expected one of \('sdpa', 'xformers'\), got 'flash'"):
+        ViTConfig(embed_dim=32, depth=1, num_heads=2, pos_grid=2, attention="flash")
+    if available("xformers"):
+        pytest.skip("xformers is installed here; the missing-extra message cannot be checked")
+    with pytest.raises(ImportError, match="xformers"):
+        ViT(ViTConfig(embed_dim=32, depth=1, num_heads=2, pos_grid=2, attention="xformers"))

@@ -119,3 +119,37 @@ def test_regularizers():
     assert temporal_smoothness(ramp) > 0 and _descends(lambda x: temporal_smoothness(x), torch.randn(5, 3))
     with pytest.raises(ValueError, match="order"):
         temporal_smoothness(ramp, order=3)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: normal_map_loss(torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 5, 3), torch.ones(1, 4, 4, dtype=torch.bool)),
+         "target: expected shape"),
+        (lambda: normal_map_loss(torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 4, 3), torch.ones(1, 4, 3, dtype=torch.bool)),
+         "mask: expected shape"),
+        (lambda: point_map_loss(torch.zeros(1, 4, 4, 2), torch.zeros(1, 4, 4, 2), torch.ones(1, 4, 4, dtype=torch.bool)),
+         "points: expected shape"),
+        (lambda: silhouette_loss(torch.zeros(1, 4, 4), torch.ones(1, 4, 5, dtype=torch.bool)), "target_mask: expected shape"),
+        (lambda: surface_sdf_loss(torch.zeros(2, 3, 1)), "values: expected shape"),
+        (lambda: eikonal_loss(torch.zeros(2, 3)), "gradients: expected shape"),
+        (lambda: normal_loss(torch.zeros(2, 3, 3), torch.zeros(2, 4, 3)), "normals: expected shape"),
+        (lambda: code_norms(torch.zeros(1, 7), CodeLayout(4, 2, 2, 0)), "z_id: expected shape"),
+        (lambda: temporal_smoothness(torch.zeros(())), "sequence"),
+        (lambda: robust(torch.zeros(3), "cubic"), "kind"),
+        (lambda: sdf_space_loss(_sphere(0.3), _sphere(0.4), torch.zeros(1, 5, 2)), "points: expected shape"),
+    ],
+)
+def test_losses_name_the_argument_they_refuse(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_masks_are_bool_or_float_weights():
+    normals = torch.nn.functional.normalize(torch.randn(1, 4, 4, 3), dim=-1)
+    target = torch.nn.functional.normalize(torch.randn(1, 4, 4, 3), dim=-1)
+    as_bool = normal_map_loss(normals, target, torch.ones(1, 4, 4, dtype=torch.bool))
+    as_float = normal_map_loss(normals, target, torch.ones(1, 4, 4))
+    assert torch.allclose(as_bool, as_float)
+    with pytest.raises(TypeError, match="mask: expected a bool mask or float weights"):
+        normal_map_loss(normals, target, torch.ones(1, 4, 4, dtype=torch.int64))

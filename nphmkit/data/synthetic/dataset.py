@@ -139,16 +139,18 @@ def render_batch(plans: list[dict], cfg: SynthConfig):
     return rgb, out, camera, head
 
 
-def write_dataset(out_dir: str | os.PathLike, n_images: int, config: SynthConfig = SynthConfig(), progress: bool = True) -> Path:
+def write_dataset(
+    out_dir: str | os.PathLike, n_images: int, config: SynthConfig = SynthConfig(), progress: bool | None = None
+) -> Path:
     """Render ``n_images`` images into ``out_dir`` (see the module doc). Returns the folder."""
     if n_images < 1:
         raise ValueError(f"n_images: expected >= 1, got {n_images}")
-    from tqdm.auto import tqdm
+    from nphmkit._progress import progress_bar
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
-    bar = tqdm(total=n_images, unit="img", desc="synthetic heads", disable=not progress)
+    bar = progress_bar(total=n_images, unit="img", desc="synthetic heads", progress=progress)
     for start in range(0, n_images, config.batch):
         idx = list(range(start, min(start + config.batch, n_images)))
         plans = [image_plan(i, config) for i in idx]

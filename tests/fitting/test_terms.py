@@ -1,0 +1,111 @@
+"""Pluggable fitting objectives: user terms, confidence weights, and the synthetic family as a head model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nphmkit.data.synthetic import BOUNDS, SyntheticHeadModel
+from nphmkit.data.synthetic import params as P
+from nphmkit.fitting import FitResult, ImageFitConfig, LossTerm, fit_image
+from nphmkit.mesh import extract_mesh
+from nphmkit.render import Camera, default_crop_pose, default_intrinsics, render
+from nphmkit.transforms import axis_angle_to_matrix
+
+MODEL = SyntheticHeadModel()
+HELD_OUT_SEED = 5001  # not a seed of any generated dataset (those use seed * 100_003 + head)
+
+
+def _target(seed: int, size: int, rotvec=(0.1, 0.35, -0.05)):
+    """A family head seen turned by ``rotvec`` (radians, head frame) from the default crop pose."""
+    z_id, z_ex = MODEL.to_codes(P.sample_identity(1, seed), P.sample_expression(1, seed))
+    R0, t0 = default_crop_pose(1)
+    R = axis_angle_to_matrix(torch.tensor([rotvec])) @ R0
+    t = t0 + torch.tensor([[0.02, -0.01, 0.0]])
+    cam = Camera(default_intrinsics((size, size)), R, t, (size, size))
+    field = MODEL.field(z_id, z_ex)
+    with torch.no_grad():
+        out = render(field, cam, field.canonical, differentiable=False)
+    return z_id, z_ex, cam, out
+
+
+def landmark_reprojection(target: torch.Tensor, width: int):
+    """The docs' worked example (docs/head_models.md): 2D landmarks ``target (B, 7, 2)`` in pixels."""
+
+    def term(ctx):
+        uv, _ = ctx.camera.project(ctx.model.landmarks(ctx.z_id, ctx.z_ex))
+        return ((uv - target[ctx.frames]) / width).square().sum(-1).mean()
+
+    return term
+
+
+def _landmark_pixels(res: FitResult, cam: Camera) -> torch.Tensor:
+    with torch.no_grad():
+        marks = MODEL.landmarks(res.z_id, res.z_ex)
+        return Camera(cam.K, res.rotation, res.translation, cam.image_size).project(marks)[0]
+
+
+def test_loss_terms_are_checked():
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        LossTerm("x", 1.0, lambda ctx: ctx, kind="pixels")
+    with pytest.raises(TypeError, match="fn: expected a callable"):
+        LossTerm("x", 1.0, 3.0)
+    _, _, cam, out = _target(HELD_OUT_SEED, 24)
+    twice = [LossTerm("a", 1.0, lambda ctx: ctx.z_id.sum()), LossTerm("a", 1.0, lambda ctx: ctx.z_id.sum())]
+    with pytest.raises(ValueError, match="term names must be unique"):
+        fit_image(MODEL, out.normals, out.canonical, out.mask, cam, terms=twice)
+    vector = [LossTerm("vec", 1.0, lambda ctx: ctx.z_id)]
+    with pytest.raises(ValueError, match="loss term 'vec': expected a scalar tensor, got \\(1, 16\\)"):
+        fit_image(MODEL, out.normals, out.canonical, out.mask, cam, terms=vector, config=ImageFitConfig(steps=1))
+
+
+def test_landmark_term_moves_the_fit_towards_its_targets():
+    """Normals and silhouette, plus the docs' landmark term with targets 2 px to the right of the true
+    head's landmarks (a biased detector): the fitted landmarks move right, towards the targets."""
+    size = 32
+    z_id, z_ex, cam, out = _target(HELD_OUT_SEED, size)
+    with torch.no_grad():
+        targets = cam.project(MODEL.landmarks(z_id, z_ex))[0] + torch.tensor([2.0, 0.0])
+    start = FitResult(z_id.clone(), z_ex.clone(), cam.R.clone(), cam.t.clone(), torch.ones(1))
+    config = ImageFitConfig(steps=25, lr_codes=1e-2, lr_pose=3e-3, patience=25)
+    plain = fit_image(MODEL, out.normals, None, out.mask, cam, init=start, config=config)
+    terms = [*config.default_terms(), LossTerm("landmarks", 100.0, landmark_reprojection(targets, size))]
+    guided = fit_image(MODEL, out.normals, None, out.mask, cam, init=start, config=config, terms=terms)
+    assert "landmarks" in guided.terms[-1] and "landmarks" not in plain.terms[-1]
+    assert guided.terms[-1]["landmarks"] < 0.6 * guided.terms[0]["landmarks"]  # measured: 0.37x
+    moved = (_landmark_pixels(guided, cam) - _landmark_pixels(plain, cam))[..., 0].mean()
+    err_plain = (_landmark_pixels(plain, cam) - targets).norm(dim=-1).mean()
+    err_guided = (_landmark_pixels(guided, cam) - targets).norm(dim=-1).mean()
+    # measured: 0.79 px to the right, the plain fit stays within 0.04 px of the truth
+    assert moved > 0.4 and err_guided < err_plain - 0.4, (float(moved), float(err_guided), float(err_plain))
+
+
+def test_zero_confidence_silences_the_data_terms():
+    _, _, cam, out = _target(HELD_OUT_SEED, 24)
+    res = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, config=ImageFitConfig(steps=2),
+                    confidence=torch.zeros(out.mask.shape))
+    assert res.terms[0]["normals"] == 0 and res.terms[0]["points"] == 0 and res.terms[0]["silhouette"] > 0
+    with pytest.raises(ValueError, match="confidence"):
+        fit_image(MODEL, out.normals, out.canonical, out.mask, cam, confidence=torch.zeros(1, 5, 5))
+
+
+def test_fit_image_recovers_a_held_out_synthetic_head():
+    """Exact normal and canonical maps (64 x 64) of a head no dataset holds, turned 21 degrees: the fit
+    from the family mean recovers the 21 parameters and the surface.
+
+    Measured (seed 5001, 150 steps): visible surface 0.07 mm mean (1.34 mm at the mean codes); code
+    errors (codes span about [-1, 1]) identity mean 0.053, max 0.19 (nose bridge), expression mean
+    0.075, max 0.29 (eye closure: thin lids, a pixel is 1.3 mm here). Thresholds are about 1.5-2x these.
+    """
+    z_id, z_ex, cam, out = _target(HELD_OUT_SEED, 64)
+    res = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, point_valid=out.canonical_valid,
+                    config=ImageFitConfig(steps=150, lr_codes=2e-2, patience=150))
+    mesh = extract_mesh(MODEL.field(z_id, z_ex), bounds=BOUNDS, resolution=64, progress=False)
+    facing = torch.einsum("ij,nj->ni", cam.R[0], mesh.vertex_normals())[:, 2] < -0.3  # towards the camera
+    with torch.no_grad():
+        dist = MODEL.field(res.z_id, res.z_ex)(mesh.vertices[None])[0, facing].abs() * 250  # mm
+        dist0 = MODEL.field(*MODEL.initial_codes(1))(mesh.vertices[None])[0, facing].abs() * 250
+    err_id, err_ex = (res.z_id - z_id).abs(), (res.z_ex - z_ex).abs()
+    assert dist.mean() < 0.15 and dist.mean() < 0.1 * dist0.mean(), (float(dist.mean()), float(dist0.mean()))
+    assert err_id.mean() < 0.1 and err_id.max() < 0.3, err_id
+    assert err_ex.mean() < 0.15 and err_ex.max() < 0.45, err_ex
