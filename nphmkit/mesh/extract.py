@@ -90,7 +90,8 @@ class _Evaluator:
 
 def _is_batched(sdf_fn: SdfFn, device) -> bool:
     """Whether ``sdf_fn`` is a batched field: nphmkit's fields with a capability are (unless wrapped by
-    :func:`nphmkit.fields.unbatched`); a plain callable is if it maps two points ``(1, 2, 3)`` to ``(1, 2)`` (an elementwise function works either way)."""
+    :func:`nphmkit.fields.unbatched`); a plain callable is if it maps two points ``(1, 2, 3)`` to
+    ``(1, 2)`` (an elementwise function works either way)."""
     if isinstance(sdf_fn, UnbatchedField):
         return False
     if isinstance(sdf_fn, (GradientField, CanonicalField)):
