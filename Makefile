@@ -9,7 +9,7 @@ TORCH_SPEC  ?= torch==2.13.0
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test bench docs lint clean
+.PHONY: demo test test-fast bench docs lint clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -27,15 +27,24 @@ $(VENV)/.dev: $(VENV)/.core
 demo: $(VENV)/.core
 	$(PY) examples/pix2nphm_full.py
 
-test: $(VENV)/.dev
+$(VENV)/.docs: $(VENV)/.dev
+	$(PIP) install -q -e ".[image,dev,triton,docs]"
+	touch $@
+
+# the tests, then the docs built strictly (a broken page or reference fails the target)
+test: $(VENV)/.docs
 	$(PY) -m pytest -q
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d build/site
+
+# skips the slow tests and the Triton-interpreter tests (10-30 s each on a CPU)
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow and not interpreter"
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/bench_sdf.py
 
-docs: $(VENV)/.dev
-	$(PIP) install -q -e ".[docs]"
-	$(VENV)/bin/mkdocs build --strict
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check nphmkit kernels tests examples benchmarks

@@ -17,7 +17,7 @@ import torch
 
 from _timing import machine
 from nphmkit.fitting import ImageFitConfig, fit_image, pose_from_point_map
-from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, default_intrinsics, render
 from nphmkit.transforms import axis_angle_to_matrix
 

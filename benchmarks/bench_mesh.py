@@ -34,7 +34,7 @@ def main() -> None:
     if args.field == "small_nphm":
         import numpy as np
 
-        from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+        from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 
         nphm = load_small_nphm()
         reg = np.load(SMALL_NPHM / "registrations.npz")

@@ -41,7 +41,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, nargs="*", default=None, help="which shipped images (default all)")
     parser.add_argument("--steps", type=int, default=100, help="optimization steps per image")
     parser.add_argument("--resolution", type=int, default=128, help="marching-cubes grid per axis")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            return fail(f"--threads: expected at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     print(BANNER)
     start_all = time.perf_counter()
     try:
@@ -54,7 +59,7 @@ def main() -> int:
         from nphmkit.mesh import save_mesh
         from nphmkit.nphm.codes import save_codes, save_official_codes
         from nphmkit.nphm.meshing import head_mesh
-        from nphmkit.nphm.pretrained import ASSETS, load_small_nphm
+        from nphmkit.pretrained import ASSETS, load_small_nphm
         from nphmkit.protocols import NOW_LANDMARKS
         from nphmkit.render import Camera, lambert, normal_map_rgb, overlay, render
         from nphmkit.training.samples import sample_surface
@@ -80,12 +85,15 @@ def main() -> int:
         rec = item["record"]
         h, w = rec["image_size"]
         cam = Camera(item["K"][None], torch.eye(3)[None], torch.zeros(1, 3), (h, w))
+        print(f"image {i}: fitting codes and pose to its maps ({args.steps} steps, {torch.get_num_threads()} threads) ...",
+              flush=True)
         t0 = time.perf_counter()
         res = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], cam,
                         config=ImageFitConfig(steps=args.steps, patience=args.steps), point_valid=item["canonical_valid"][None])
         t_fit = time.perf_counter() - t0
         z_id, z_ex = res.z_id, res.z_ex
         # meshes, landmarks, codes
+        print(f"image {i}: fitted in {t_fit:.1f} s; meshing at {args.resolution}^3, rendering, writing ...", flush=True)
         t0 = time.perf_counter()
         posed = head_mesh(model, z_id, z_ex, resolution=args.resolution, progress=False)
         neutral = head_mesh(model, z_id, None, resolution=args.resolution, progress=False)

@@ -1,9 +1,9 @@
-"""Backend names and how "auto" resolves (the rules are in API.md).
+"""Backend names and how "auto" resolves (the rules are in docs/decoder.md).
 
 ``"reference"``: the plain oracle; ``"torch"``: the vectorized PyTorch path (CPU and CUDA);
 ``"triton"``: fused kernels (CUDA; CPU only under ``TRITON_INTERPRET=1``); ``"auto"``: the torch
-path. API.md's rule sends CUDA tensors to triton when it is importable and no double backward is
-needed; that rule is held back (``AUTO_PREFERS_TRITON = False``) because on the H100 measured so
+path. The intended rule sends CUDA tensors to triton when it is importable and no double backward
+is needed; that rule is held back (``AUTO_PREFERS_TRITON = False``) because on the H100 measured so
 far (benchmarks/RESULTS.md) the kernels are 1.8-4x slower than the torch path on 2^16 points and
 more. Opt in with ``set_default_backend("triton")`` or ``NPHMKIT_BACKEND=triton``.
 

@@ -4,7 +4,7 @@ Rotations are ``(B, 3, 3)`` matrices acting on column vectors (``x' = R @ x``). 
 networks use other parameterizations internally (axis-angle, 6D) and convert here; the public
 value is always the matrix.
 
-Head pose (a similarity from NPHM space to the world, API.md): ``x_world = s * R @ x_nphm + t``
+Head pose (a similarity from NPHM space to the world, docs/contracts.md): ``x_world = s * R @ x_nphm + t``
 with ``R (B, 3, 3)``, ``t (B, 3)``, ``s (B,)``; for single-view fitting world = camera frame.
 """
 

@@ -96,7 +96,15 @@ class WeightFolderMixin:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
-        """Load a weight folder written by :meth:`save` (strict: every tensor must match)."""
+        """Load a weight folder written by :meth:`save` (strict: every tensor must match).
+
+        ``directory`` may also name shipped weights (``"small"``, :mod:`nphmkit.pretrained`).
+        """
+        if isinstance(directory, str) and not os.path.isdir(directory):
+            from nphmkit.pretrained import SHIPPED, weights_folder
+
+            if directory in SHIPPED:
+                directory = weights_folder(directory)
         config, tensors, metadata = load_folder(directory, cls._folder_kind, "cpu")
         model = cls(cls._config_class.from_dict(config))
         load_state_strict(model, tensors, str(directory))

@@ -26,3 +26,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+_INTERPRETER_FILES = ("test_triton.py", "test_registers.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a GPU the Triton kernels run on the CPU interpreter: mark those tests (``make test-fast`` skips them)."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.path.name in _INTERPRETER_FILES and item.path.parent.name == "kernels":
+            item.add_marker(pytest.mark.interpreter)

@@ -1,4 +1,4 @@
-"""Read dataset folders in the layout of API.md (``index.json`` + ``NNNNNN_rgb.png`` + ``NNNNNN_maps.npz``)."""
+"""Read dataset folders in the layout of docs/contracts.md (``index.json`` + ``NNNNNN_rgb.png`` + ``NNNNNN_maps.npz``)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from nphmkit.fitting.pose import pose_from_point_map
 from nphmkit.fitting.result import FitResult
 from nphmkit.fitting.terms import LossTerm, check_terms, default_image_terms, evaluate, regularizer_terms
 from nphmkit.protocols import CanonicalField, HeadModel, check_head_model
-from nphmkit.render import RenderConfig, TraceConfig, default_crop_pose
+from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose
 from nphmkit.transforms import axis_angle_to_matrix
 
 DEFAULT_REGULARIZERS = {"id_global": 1e-4, "id_local": 1e-4, "ex": 1e-4, "symmetry": 1e-3}
@@ -92,7 +92,7 @@ def fit_image(
     normal_map: torch.Tensor,
     point_map: torch.Tensor | None,
     mask: torch.Tensor,
-    camera=None,
+    camera: Camera | torch.Tensor | None = None,
     init: FitResult | None = None,
     config: ImageFitConfig = ImageFitConfig(),
     point_valid: torch.Tensor | None = None,
@@ -147,7 +147,8 @@ def fit_image(
     history, terms_log = [], []
     best, since, smooth = float("inf"), 0, None
     warmup = 0 if from_init else int(config.steps * config.pose_warmup)
-    for step in progress_bar(range(config.steps), progress=progress, desc="fitting image"):
+    bar = progress_bar(range(config.steps), progress=progress, desc="fitting image", unit="step")
+    for step in bar:
         R = axis_angle_to_matrix(rot) @ R0
         ctx = objective.context(model, z_id, z_ex, R, trans, objective.sample(), frames, step)
         loss, values = evaluate(terms, ctx)
@@ -158,6 +159,7 @@ def fit_image(
         optim.step()
         sched.step()
         value = float(loss.detach())
+        bar.set_postfix(loss=f"{value:.4g}", refresh=False)
         history.append(value)
         terms_log.append(values)
         smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
@@ -166,7 +168,9 @@ def fit_image(
         else:
             since += 1
             if since >= config.patience:
+                bar.set_postfix(loss=f"{value:.4g}", stopped="converged")
                 break
+    bar.close()
     with torch.no_grad():
         R = axis_angle_to_matrix(rot) @ R0
     return FitResult(z_id.detach(), z_ex.detach(), R.detach(), trans.detach().clone(), torch.ones(b, dtype=dt, device=dev),

@@ -85,7 +85,8 @@ def fit_points(
     best, since = float("inf"), 0
     start = time.perf_counter()
     pose_only = int(config.steps * config.pose_only) if similarity else 0
-    for step in progress_bar(range(config.steps), progress=progress, desc="fitting points"):
+    bar = progress_bar(range(config.steps), progress=progress, desc="fitting points", unit="step")
+    for step in bar:
         idx = torch.randint(0, points.shape[1], (min(config.batch_points, points.shape[1]),), generator=g).to(dev)
         x = points[:, idx]
         R = axis_angle_to_matrix(rot) @ base_R
@@ -103,6 +104,7 @@ def fit_points(
                          regularizers=model.code_regularizers(z_id, z_ex), frames=frames, step=step,
                          points=q, target_normals=target_normals, sdf=field_(q))
         loss, values = evaluate(terms, ctx)
+        bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if step < pose_only:

@@ -9,7 +9,7 @@ import torch
 
 @dataclass
 class FitResult:
-    """Codes ``z_id (B, id_dim)``, ``z_ex (B, lat_dim_ex)`` and the head pose (API.md).
+    """Codes ``z_id (B, id_dim)``, ``z_ex (B, lat_dim_ex)`` and the head pose (docs/contracts.md).
 
     ``rotation (B, 3, 3)``, ``translation (B, 3)``, ``scale (B,)``: ``x_world = s R x_nphm + t``
     (for single-view fitting world = camera). ``history``: the total loss per step (and, for

@@ -21,6 +21,7 @@ from nphmkit.fitting.objective import ImageObjective, check_maps, intrinsics
 from nphmkit.fitting.result import FitResult
 from nphmkit.fitting.terms import LossTerm, check_terms, evaluate, temporal_terms
 from nphmkit.protocols import HeadModel, check_head_model
+from nphmkit.render import Camera
 from nphmkit.transforms import axis_angle_to_matrix
 
 
@@ -52,7 +53,7 @@ def fit_video(
     normal_maps: torch.Tensor,
     point_maps: torch.Tensor | None,
     masks: torch.Tensor,
-    camera=None,
+    camera: Camera | torch.Tensor | None = None,
     config: VideoFitConfig = VideoFitConfig(),
     point_valid: torch.Tensor | None = None,
     progress: bool | None = None,
@@ -115,7 +116,8 @@ def fit_video(
     objective = ImageObjective(normal_maps, point_maps, masks, point_valid, confidence, K, size, img)
     frames = torch.arange(n, device=t.device)
     history, terms_log = [], []
-    for step in progress_bar(range(config.joint_steps), progress=progress, desc="joint refinement"):
+    bar = progress_bar(range(config.joint_steps), progress=progress, desc="joint refinement", unit="step")
+    for step in bar:
         R = axis_angle_to_matrix(rot) @ R0
         ctx = objective.context(model, z_id.expand(n, -1), z_ex, R, trans, objective.sample(), frames, step)
         loss, values = evaluate(terms, ctx, data_scale=n)
@@ -123,6 +125,7 @@ def fit_video(
         loss.backward()
         optim.step()
         history.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
         terms_log.append(values)
     with torch.no_grad():
         R = axis_angle_to_matrix(rot) @ R0

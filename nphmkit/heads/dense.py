@@ -7,7 +7,7 @@ the official network (minus its ``net.`` prefix), so official checkpoints load s
 (:func:`nphmkit.heads.pixel3dmm.load_pixel3dmm`).
 
 ``forward(images)``: RGB ``(B, 3, H, W)`` in [0, 1] (normalized internally with the ImageNet
-statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images)``: channels-last maps per API.md.
+statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images)``: channels-last maps per docs/contracts.md.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         return out
 
     def predict_maps(self, images: torch.Tensor, flip_tta: bool = False) -> dict[str, torch.Tensor]:
-        """Channels-last maps (API.md): ``normals (B, H, W, 3)`` unit, ``canonical (B, H, W, 3)``,
+        """Channels-last maps (docs/contracts.md): ``normals (B, H, W, 3)`` unit, ``canonical (B, H, W, 3)``,
         ``uv (B, H, W, 2)``, ``mask (B, H, W)`` bool — whichever the predictor has.
 
         ``flip_tta``: also predict on the mirrored image, mirror back (negating x of normals and

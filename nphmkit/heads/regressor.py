@@ -11,7 +11,7 @@ transformer layers mixes everything; small MLPs read the query tokens out:
   by its own MLP: the background MLP models what no anchor does (back of the head, neck), a
   property of the whole head, so it has no query token of its own;
 - expression token -> ``z_ex (B, lat_dim_ex)``;
-- pose token -> a rotation (6D, Gram-Schmidt) and a translation (API.md pose, scale 1).
+- pose token -> a rotation (6D, Gram-Schmidt) and a translation (docs/contracts.md pose, scale 1).
 
 ``z_id = [z_glob | z_loc[0..n_anchors-1] | z_bg]`` is the NPHM layout (2176 values at the official sizes).
 """

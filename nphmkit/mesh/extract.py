@@ -85,6 +85,9 @@ class _Evaluator:
         return out
 
     def close(self) -> None:
+        """End the bar at 100 %: its total was an estimate (coarse-to-fine skips most of the grid)."""
+        self.bar.total = self.bar.n
+        self.bar.refresh()
         self.bar.close()
 
 

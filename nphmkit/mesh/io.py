@@ -31,6 +31,8 @@ def save_mesh(
         vertex_colors: optional ``(V, 3)`` uint8 RGB (PLY and GLB only).
     """
     path = Path(path)
+    if mesh.n_faces == 0:
+        raise ValueError(f"mesh: has no faces ({mesh.n_vertices} vertices); nothing written to {path}")
     if units is not None:
         mesh = mesh.to_units(units)
     verts = mesh.vertices.detach().cpu().numpy().astype(np.float32)

@@ -11,7 +11,7 @@ from nphmkit.nphm.config import NPHMConfig
 from nphmkit.nphm.field import NPHMField
 from nphmkit.nphm.layout import mirror_id_code, split_id_code
 from nphmkit.nphm.model import NPHM
-from nphmkit.nphm.pretrained import load_small_nphm
+from nphmkit.pretrained import load_small_nphm
 
 __all__ = [
     "NPHM", "NPHMConfig", "NPHMField", "default_mean_anchors", "load_mononphm", "load_small_nphm", "mirror_id_code",

@@ -36,8 +36,14 @@ def _read_checkpoint(checkpoint: str | os.PathLike | Mapping) -> Mapping:
     except Exception as err:  # the unpickler refuses anything that is not plain tensors/containers
         raise ValueError(
             f"checkpoint: {path} could not be read as a plain tensor checkpoint "
-            f"(weights_only=True refuses pickled code): {err}"
+            f"(weights_only=True refuses pickled code): {_first_line(err)}"
         ) from err
+
+
+def _first_line(err: Exception, limit: int = 200) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read_anchors(anchors: str | os.PathLike | np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -50,7 +56,15 @@ def _read_anchors(anchors: str | os.PathLike | np.ndarray | torch.Tensor) -> tor
     arr = arr.reshape(-1, 3) if arr.dim() > 2 and arr.shape[-1] == 3 and arr.numel() % 3 == 0 else arr
     if arr.dim() != 2 or arr.shape[1] != 3:
         raise ValueError(f"anchors: expected an (n_anchors, 3) array, got shape {tuple(arr.shape)}")
+    if not bool(torch.isfinite(arr).all()):
+        raise ValueError("anchors: holds NaN or Inf values")
     return arr
+
+
+def _require(state: Mapping[str, torch.Tensor], part: str, keys: Sequence[str]) -> None:
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint: {part} is missing tensor(s) {', '.join(repr(k) for k in missing)}")
 
 
 def infer_config(id_state: Mapping[str, torch.Tensor], ex_state: Mapping[str, torch.Tensor]) -> NPHMConfig:
@@ -69,6 +83,7 @@ def infer_config(id_state: Mapping[str, torch.Tensor], ex_state: Mapping[str, to
         )
     n_types = max(types) + 1
     n_linear = len(layers)
+    _require(id_state, "id_decoder", ("deepSDFensemble.layers.0.layers.0.weight", "mlp_pos.0.weight"))
     w0 = id_state["deepSDFensemble.layers.0.layers.0.weight"]
     pos0 = id_state["mlp_pos.0.weight"]
     pos4 = id_state["mlp_pos.4.weight"]
@@ -77,6 +92,7 @@ def infer_config(id_state: Mapping[str, torch.Tensor], ex_state: Mapping[str, to
     lin_keys = sorted(int(_DEFORM.fullmatch(k).group(1)) for k in ex_state if _DEFORM.fullmatch(k) and k.endswith("weight"))
     if not lin_keys or "compressor.0.weight" not in ex_state:
         raise ValueError("checkpoint: ex_decoder holds no 'defDeepSDF.lin*' / 'compressor.0.*' tensors")
+    _require(ex_state, "ex_decoder", ("defDeepSDF.lin0.weight",))
     lin0 = ex_state["defDeepSDF.lin0.weight"]
     lin_last = ex_state[f"defDeepSDF.lin{lin_keys[-1]}.weight"]
     comp = ex_state["compressor.0.weight"]

@@ -2,7 +2,7 @@
 
 nphmkit's format is one ``.npz`` with ``z_id (B, id_dim)``, ``z_ex (B, lat_dim_ex)`` and, when
 known, ``rotation (B, 3, 3)``, ``translation (B, 3)``, ``scale (B,)`` (the similarity from NPHM
-space to world, API.md). :func:`load_codes` also reads the official MonoNPHM tracking folders
+space to world, docs/contracts.md). :func:`load_codes` also reads the official MonoNPHM tracking folders
 (``z_geo.npy (1, 1, 2176)``, ``z_exp.npy (frames, 100)``, optional ``rot.npy``, ``trans.npy``,
 ``scale.npy``), broadcasting the single identity over the frames. Pose files of the official
 tracker are read as they are; their frame conventions are the tracker's.
@@ -45,6 +45,10 @@ class Codes:
         ):
             if value is not None and tuple(value.shape) != shape:
                 raise ValueError(f"codes.{name}: expected shape {shape}, got {tuple(value.shape)}")
+        for name in ("z_id", "z_ex", "rotation", "translation", "scale"):
+            value = getattr(self, name)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"codes.{name}: holds NaN or Inf values")
 
     def __len__(self) -> int:
         return self.z_id.shape[0]

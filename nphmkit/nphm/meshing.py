@@ -1,4 +1,4 @@
-"""Posed and neutral meshes of one code set (neutral = identity SDF at hyper coordinates 0, API.md)."""
+"""Posed and neutral meshes of one code set (neutral = identity SDF at hyper coordinates 0, docs/contracts.md)."""
 
 from __future__ import annotations
 

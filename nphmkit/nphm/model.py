@@ -36,7 +36,7 @@ class NPHM(WeightFolderMixin, nn.Module):
         mean_anchors: ``(n_anchors, 3)`` mean anchor positions in NPHM units; defaults to a
             deterministic placeholder layout (:func:`default_mean_anchors`).
 
-    Every query method takes ``backend="auto" | "reference" | "torch" | "triton"`` (API.md).
+    Every query method takes ``backend="auto" | "reference" | "torch" | "triton"`` (docs/contracts.md).
     """
 
     _folder_kind = "NPHM"

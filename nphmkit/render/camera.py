@@ -2,7 +2,7 @@
 
 Camera frame: x right, y down, z forward. ``K (B, 3, 3)`` in pixels, extrinsics world ->
 camera ``x_cam = R @ x_world + t``. Pixel ``(u, v)`` has its centre at ``(u + 0.5, v + 0.5)``.
-Head pose (API.md): ``x_world = s * R_h @ x_nphm + t_h``; for single-view fitting world = camera.
+Head pose (docs/contracts.md): ``x_world = s * R_h @ x_nphm + t_h``; for single-view fitting world = camera.
 
 Default intrinsics for a square head crop: focal length ``DEFAULT_FOCAL x`` the image width
 (a 28 degree field of view), principal point at the image centre. The default crop pose

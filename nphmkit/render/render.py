@@ -44,7 +44,7 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class RenderOutput:
-    """Maps of a render (API.md). Shapes per batch ``B`` and image ``(H, W)``.
+    """Maps of a render (docs/contracts.md). Shapes per batch ``B`` and image ``(H, W)``.
 
     Attributes:
         mask: ``(B, H, W)`` bool, the ray hit the surface.

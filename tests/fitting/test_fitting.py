@@ -22,7 +22,7 @@ from nphmkit.fitting import (
     surface_distance,
 )
 from nphmkit.nphm.meshing import head_mesh
-from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose, default_intrinsics, render
 from nphmkit.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from tests.helpers import assert_close

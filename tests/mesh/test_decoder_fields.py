@@ -8,7 +8,7 @@ import torch
 
 from nphmkit.data.synthetic import SyntheticHead
 from nphmkit.mesh import NPHM_BOUNDS, extract_mesh
-from nphmkit.nphm.pretrained import SMALL_NPHM, load_small_nphm
+from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 
 
 def _same_surface(fn, res):

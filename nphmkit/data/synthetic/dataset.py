@@ -1,7 +1,7 @@
 """Write datasets of rendered synthetic heads: RGB images with exact normal and canonical maps.
 
 Image ``i`` shows head ``i // (E * V)`` with expression ``(i // V) % E`` from view ``i % V``
-(E expressions per head, the first neutral; V views per expression). Layout (API.md): one
+(E expressions per head, the first neutral; V views per expression). Layout (docs/contracts.md): one
 ``index.json`` and per image ``NNNNNN_rgb.png`` and ``NNNNNN_maps.npz``. Every file is
 written atomically and ``index.json`` last, so an interrupted run leaves no index.
 """

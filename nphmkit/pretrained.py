@@ -1,0 +1,64 @@
+"""nphmkit's shipped weights, by name: ``small`` is the small NPHM trained on the synthetic head family.
+
+These weights know only nphmkit's synthetic heads (analytic shapes, not real people); real photos
+need real checkpoints (:func:`nphmkit.nphm.load_mononphm`, see docs/contracts.md "Weights").
+Everywhere a weight folder is accepted (``NPHM.load``, ``--weights``), a shipped name works too::
+
+    from nphmkit.pretrained import load_small_nphm, weights_folder
+    model = load_small_nphm()                       # the same as NPHM.load(weights_folder("small"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nphmkit.nphm.model import NPHM
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+"""The package's data folder (shipped weights, demo images)."""
+SMALL_NPHM = ASSETS / "small_nphm"
+SHIPPED = {"small": SMALL_NPHM}
+"""Shipped weight folders by name."""
+
+
+def weights_folder(weights: str | os.PathLike) -> Path:
+    """The folder of ``weights``: a shipped name (:data:`SHIPPED`, e.g. ``"small"``) or a path.
+
+    Raises ``FileNotFoundError`` naming both readings when it is neither.
+    """
+    if isinstance(weights, str) and weights in SHIPPED:
+        folder = SHIPPED[weights]
+        if not (folder / "weights.safetensors").is_file():
+            raise FileNotFoundError(
+                f"weights: the shipped {weights!r} weights are missing from {folder}; "
+                "recreate them with: python examples/train_small_nphm.py"
+            )
+        return folder
+    folder = Path(weights).expanduser()
+    if not folder.is_dir():
+        names = ", ".join(repr(n) for n in SHIPPED)
+        raise FileNotFoundError(f"weights: {str(weights)!r} is neither a weight folder nor a shipped name ({names})")
+    return folder
+
+
+def weights_sha256(weights: str | os.PathLike) -> str:
+    """sha256 of a weight folder's files (names and bytes, sorted by name): what a run's provenance records."""
+    folder = weights_folder(weights)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_small_nphm(map_location: str = "cpu") -> "NPHM":
+    """The shipped small NPHM (synthetic family only), in eval mode with frozen weights."""
+    from nphmkit.nphm.model import NPHM
+
+    return NPHM.load(weights_folder("small"), map_location).eval().requires_grad_(False)
