@@ -19,6 +19,9 @@ EXTRAS = {
     "pytorch3d": "pytorch3d",
     "PIL": "image",
     "hypothesis": "dev",
+    "omegaconf": "train",
+    "torch.utils.tensorboard": "tensorboard",
+    "tensorboard": "tensorboard",
 }
 
 

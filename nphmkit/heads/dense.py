@@ -7,7 +7,8 @@ the official network (minus its ``net.`` prefix), so official checkpoints load s
 (:func:`nphmkit.heads.pixel3dmm.load_pixel3dmm`).
 
 ``forward(images)``: RGB ``(B, 3, H, W)`` in [0, 1] (normalized internally with the ImageNet
-statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images)``: channels-last maps per docs/contracts.md.
+statistics) -> raw ``(B, P, H, W)``. ``predict_maps(images (B, H, W, 3))``: a :class:`DenseMaps`,
+channels-last, per docs/contracts.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,35 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNELS = {"normals": 3, "canonical": 3, "uv": 2, "mask": 1}
 UV_FLIP_OFFSET = 0.015
 """Pixel3DMM's horizontal flip of a uv map: ``u -> 0.015 - u``."""
+
+
+NORMAL_FRAMES = ("camera", "head")
+
+
+@dataclass(frozen=True)
+class DenseMaps:
+    """A dense predictor's maps, channels-last (docs/contracts.md "Images and maps").
+
+    Attributes:
+        normals: ``(B, H, W, 3)`` unit normals towards the camera, or None.
+        canonical: ``(B, H, W, 3)`` canonical (neutral-head) coordinates in NPHM units, or None.
+        mask: ``(B, H, W)`` bool, the head's pixels, or None.
+        confidence: ``(B, H, W)`` float per-pixel weights, or None.
+        uv: ``(B, H, W, 2)`` FLAME uv coordinates, or None.
+        frame: the normals' frame: ``"camera"`` (nphmkit's predictors) or ``"head"`` (official
+            Pixel3DMM networks: FLAME-aligned; rotate by the head rotation into the camera frame).
+    """
+
+    normals: torch.Tensor | None
+    canonical: torch.Tensor | None
+    mask: torch.Tensor | None
+    confidence: torch.Tensor | None = None
+    uv: torch.Tensor | None = None
+    frame: str = "camera"
+
+    def __post_init__(self) -> None:
+        if self.frame not in NORMAL_FRAMES:
+            raise ValueError(f"frame: expected one of {NORMAL_FRAMES}, got {self.frame!r}")
 
 
 @dataclass(frozen=True)
@@ -195,16 +225,31 @@ class DensePredictor(WeightFolderMixin, nn.Module):
             start += CHANNELS[name]
         return out
 
-    def predict_maps(self, images: torch.Tensor, flip_tta: bool = False) -> dict[str, torch.Tensor]:
-        """Channels-last maps (docs/contracts.md): ``normals (B, H, W, 3)`` unit, ``canonical (B, H, W, 3)``,
-        ``uv (B, H, W, 2)``, ``mask (B, H, W)`` bool — whichever the predictor has.
+    def predict_maps(self, images: torch.Tensor, flip_tta: bool = False) -> DenseMaps:
+        """Maps of RGB images, channels-last (docs/contracts.md "Images and maps").
 
-        ``flip_tta``: also predict on the mirrored image, mirror back (negating x of normals and
-        canonical points; ``u -> 0.015 - u`` for uv) and average.
+        Args:
+            images: ``(B, H, W, 3)`` float RGB in [0, 1]. Any ``H, W``: the images are resized to the
+                network's ``config.image_size`` square and the maps back to ``(H, W)`` (a square crop
+                keeps its aspect; see :func:`nphmkit.preprocess.crop`).
+            flip_tta: also predict on the mirrored image, mirror back (negating x of normals and
+                canonical points; ``u -> 0.015 - u`` for uv) and average.
+
+        Returns:
+            :class:`DenseMaps` with whichever maps the network predicts (the others None).
         """
-        parts = self.split(self(images))
+        if images.dim() != 4 or images.shape[-1] != 3 or not images.is_floating_point():
+            raise ValueError(
+                f"images: expected float RGB (B, H, W, 3) in [0, 1], got {tuple(images.shape)} {images.dtype}"
+            )
+        h, w = images.shape[1:3]
+        n = self.config.image_size
+        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
+        if (h, w) != (n, n):
+            x = F.interpolate(x, size=(n, n), mode="bilinear", align_corners=False, antialias=True)
+        parts = self.split(self(x))
         if flip_tta:
-            flipped = self.split(self(images.flip(-1)))
+            flipped = self.split(self(x.flip(-1)))
             for name, value in flipped.items():
                 value = value.flip(-1)
                 if name in ("normals", "canonical"):
@@ -214,10 +259,14 @@ class DensePredictor(WeightFolderMixin, nn.Module):
                 parts[name] = 0.5 * (parts[name] + value)
         maps = {}
         for name, value in parts.items():
+            if (h, w) != (n, n):
+                value = F.interpolate(value, size=(h, w), mode="bilinear", align_corners=False)
             value = value.permute(0, 2, 3, 1)
             if name == "normals":
                 value = F.normalize(value, dim=-1)
             elif name == "mask":
                 value = value[..., 0] > 0
             maps[name] = value
-        return maps
+        frame = self.metadata.get("normal_frame", "camera") if isinstance(self.metadata, dict) else "camera"
+        return DenseMaps(normals=maps.get("normals"), canonical=maps.get("canonical"), mask=maps.get("mask"),
+                         uv=maps.get("uv"), frame=frame)

@@ -100,6 +100,9 @@ def load_pixel3dmm(path: str | os.PathLike, return_report: bool = False):
     used = {k: v.float() for k, v in net.items() if not k.startswith(_UNUSED_PREFIXES)}
     model = DensePredictor(config)
     load_state_strict(model, used, f"{path} (net.*)")
-    model.metadata = {"source": "official Pixel3DMM checkpoint", "unused_tensors": list(unused)}
+    model.metadata = {
+        "source": "official Pixel3DMM checkpoint", "unused_tensors": list(unused),
+        "normal_frame": "head",  # FLAME-aligned normals (DenseMaps.frame)
+    }
     model = model.eval()
     return (model, LoadReport(cfg or {}, unused)) if return_report else model

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nphmkit.heads import DenseConfig, DensePredictor, load_pixel3dmm
+from nphmkit.heads import DenseConfig, DenseMaps, DensePredictor, load_pixel3dmm
 from tests.heads.test_vit import _reference_forward
 from tests.helpers import assert_close
 
@@ -114,6 +114,9 @@ def test_official_checkpoint_loads_strictly_and_reproduces_the_official_forward(
         ref = _official_forward(official_net, images, 3)
     assert ours.shape == (1, 3, 512, 512)
     assert_close(ours, ref, atol=1e-5)
+    with torch.no_grad():  # its normals are FLAME-aligned, and the maps say so
+        maps = model.predict_maps(images.permute(0, 2, 3, 1))
+    assert maps.frame == "head" and maps.canonical is None and maps.mask is None
 
 
 def test_checkpoint_mismatches_are_named(tmp_path, official_net):
@@ -150,18 +153,46 @@ def test_unpatchify_places_each_token_value_at_its_pixel():
 def test_predict_maps_and_flip_tta():
     torch.manual_seed(1)
     model = DensePredictor(DenseConfig.small()).eval()
-    images = torch.rand(2, 3, 128, 128)
+    images = torch.rand(2, 128, 128, 3)  # channels-last, as every map between modules
     with torch.no_grad():
         maps = model.predict_maps(images)
+        raw = model.split(model(images.permute(0, 3, 1, 2)))
         tta = model.predict_maps(images, flip_tta=True)
-        tta_flipped = model.predict_maps(images.flip(-1), flip_tta=True)
-    assert maps["normals"].shape == (2, 128, 128, 3) and maps["mask"].dtype == torch.bool
-    assert_close(maps["normals"].norm(dim=-1), torch.ones(2, 128, 128), atol=1e-5)
+        tta_flipped = model.predict_maps(images.flip(2), flip_tta=True)
+    assert isinstance(maps, DenseMaps) and maps.frame == "camera" and maps.confidence is None and maps.uv is None
+    assert maps.normals.shape == (2, 128, 128, 3) and maps.mask.dtype == torch.bool
+    assert_close(maps.normals.norm(dim=-1), torch.ones(2, 128, 128), atol=1e-5)
+    assert_close(maps.canonical, raw["canonical"].permute(0, 2, 3, 1))
+    assert torch.equal(maps.mask, raw["mask"][:, 0] > 0)
     # TTA is mirror-equivariant: the prediction of the mirrored image is the mirrored prediction
     mirror = torch.tensor([-1.0, 1.0, 1.0])
-    assert_close(tta_flipped["canonical"], tta["canonical"].flip(2) * mirror, atol=1e-5)
+    assert_close(tta_flipped.canonical, tta.canonical.flip(2) * mirror, atol=1e-5)
     with pytest.raises(ValueError, match="images: expected shape"):
         model(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"images: expected float RGB \(B, H, W, 3\)"):
+        model.predict_maps(torch.rand(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="frame: expected one of"):
+        DenseMaps(None, None, None, frame="world")
+
+
+@pytest.mark.parametrize("size", [(96, 96), (160, 100)])
+def test_predict_maps_resizes_to_the_input(size):
+    """Other image sizes: the network sees the image resized to its own size, the maps come back at the
+    input's size (bilinear), and the mask and unit normals are taken after resizing."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(2)
+    model = DensePredictor(DenseConfig.small()).eval()
+    images = torch.rand(1, *size, 3)
+    with torch.no_grad():
+        maps = model.predict_maps(images)
+        small = F.interpolate(images.permute(0, 3, 1, 2), size=(128, 128), mode="bilinear", antialias=True)
+        raw = F.interpolate(model(small), size=size, mode="bilinear")
+    parts = model.split(raw)
+    assert maps.normals.shape == (1, *size, 3) and maps.mask.shape == (1, *size)
+    assert_close(maps.canonical, parts["canonical"].permute(0, 2, 3, 1), atol=1e-5)
+    assert_close(maps.normals, F.normalize(parts["normals"].permute(0, 2, 3, 1), dim=-1), atol=1e-5)
+    assert torch.equal(maps.mask, parts["mask"][:, 0] > 0)
 
 
 def test_weight_folder_round_trip(tmp_path):

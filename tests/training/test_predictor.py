@@ -1,0 +1,71 @@
+"""Training the dense predictor: augmentations keep image and targets consistent; the command trains and
+writes a loadable weight folder from a dataset folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from nphmkit.cli import main
+from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+from nphmkit.heads import DensePredictor
+from nphmkit.training.predictor import Augment, augment_item
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synth")
+    return write_dataset(folder, 8, SynthConfig(image_size=128, expressions_per_head=2, views_per_expression=2, seed=3),
+                         progress=False)
+
+
+def test_flip_mirrors_targets_and_background_stays_outside_the_head():
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(3, 16, 16, generator=g)
+    normals, canonical = torch.randn(3, 16, 16, generator=g), torch.randn(3, 16, 16, generator=g)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[4:12, 2:7] = True
+    only_flip = Augment(flip=1.0, colour=0.0, background=0.0, blur=0.0, noise=0.0)
+    r, n, c, m = augment_item(rgb, normals, canonical, mask, only_flip, torch.Generator().manual_seed(1))
+    assert torch.equal(m, mask.flip(-1)) and torch.equal(r, rgb.flip(-1))
+    assert torch.equal(n[0], -normals[0].flip(-1)) and torch.equal(c[1:], canonical[1:].flip(-1))
+    only_bg = Augment(flip=0.0, colour=0.0, background=1.0, blur=0.0, noise=0.0)
+    r, n, c, m = augment_item(rgb, normals, canonical, mask, only_bg, torch.Generator().manual_seed(2))
+    assert torch.equal(r[:, mask], rgb[:, mask]) and not torch.equal(r[:, ~mask], rgb[:, ~mask])
+    again = augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))
+    assert torch.equal(again[0], augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))[0])
+    assert again[0].min() >= 0 and again[0].max() <= 1
+
+
+def test_train_command_writes_a_loadable_predictor(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "predictor", "--config", "tiny", "--set", f"data={dataset}", "--set", "run.steps=12",
+               "-o", str(run), "--quiet", "--threads", "2"])
+    assert rc == 0, capsys.readouterr().err
+    net = DensePredictor.load(run / "weights")
+    assert net.metadata["trained_by"] == "nphmkit train predictor"
+    with open(run / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [5, 10, 12] and {"normals", "canonical", "mask"} <= set(rows[0])
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert (run / "config.yaml").read_text().count("steps: 12") == 1 and (run / "loss.png").is_file()
+    with torch.no_grad():
+        maps = net.predict_maps(torch.rand(1, 128, 128, 3))
+    assert maps.normals.shape == (1, 128, 128, 3)
+    json.loads((run / "weights" / "config.json").read_text())
+
+
+def test_train_command_refuses_bad_configs(dataset, tmp_path, capsys):
+    cases = [
+        (["--set", "run.lrr=1"], "run.lrr"),
+        (["--set", "data=/nonexistent"], "no such file or folder"),
+        (["--set", f"data={dataset}", "--set", "image_size=64"], "expected 64x64 images"),
+        (["--config", "huge"], "presets: small, tiny"),
+    ]
+    for extra, message in cases:
+        assert main(["train", "predictor", *extra, "-o", str(tmp_path / "r"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

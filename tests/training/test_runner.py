@@ -1,0 +1,133 @@
+"""The training runner: batches by step, torchrun/DDP equivalence, kill-and-resume, accumulation, configs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from nphmkit.training.config import load_config, save_config
+from nphmkit.training.runner import RunConfig, batch_indices, train
+from tests.helpers import assert_close
+from tests.training.toy import ToyTask
+
+TOY = Path(__file__).with_name("toy.py")
+
+
+def _run(args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env, **kw)
+
+
+def _losses(run_dir: Path) -> list[float]:
+    with open(run_dir / "log.csv", newline="") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), b=st.integers(1, 17), seed=st.integers(0, 99))
+def test_each_epoch_visits_every_item_once(n, b, seed):
+    steps = -(-3 * n // b)
+    stream = torch.cat([batch_indices(s, n, b, seed) for s in range(steps)])
+    for e in range(2):
+        assert sorted(stream[e * n : (e + 1) * n].tolist()) == list(range(n))
+    assert torch.equal(batch_indices(3, n, b, seed), batch_indices(3, n, b, seed))
+
+
+def test_two_processes_compute_the_steps_of_one(tmp_path):
+    """torchrun with 2 gloo processes on the CPU, 4 items each, ends where one process on 8 items does."""
+    one = _run([str(TOY), str(tmp_path / "one"), "--steps", "6"])
+    assert one.returncode == 0, one.stderr
+    two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
+                str(tmp_path / "two"), "--steps", "6"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert (tmp_path / "two" / "world.txt").read_text() == "2" and (tmp_path / "one" / "world.txt").read_text() == "1"
+    a, b = load_file(str(tmp_path / "one" / "final.safetensors")), load_file(str(tmp_path / "two" / "final.safetensors"))
+    for k in a:
+        assert_close(b[k], a[k], atol=2e-6, msg=k)
+    assert_close(torch.tensor(_losses(tmp_path / "two")), torch.tensor(_losses(tmp_path / "one")), atol=1e-6)
+
+
+def test_killed_and_resumed_run_reproduces_the_loss_curve(tmp_path):
+    steps = 30
+    whole = _run([str(TOY), str(tmp_path / "whole"), "--steps", str(steps)])
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(TOY), str(run), "--steps", str(steps), "--sleep", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "log.csv").is_file() and len(_losses(run)) >= 8):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    stopped_at = len(_losses(run))
+    ckpts = sorted((run / "checkpoints").glob("step_*.pt"))
+    assert ckpts and int(ckpts[-1].stem.split("_")[1]) == stopped_at < steps
+    assert not (run / "final.safetensors").exists()
+    resumed = _run([str(TOY), str(run), "--steps", str(steps), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert _losses(run) == pytest.approx(_losses(tmp_path / "whole"), abs=1e-7)
+    assert (run / "loss.png").is_file()
+
+
+def test_accumulation_and_bf16(tmp_path):
+    cfg = RunConfig(steps=5, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=100)
+    torch.set_num_threads(1)
+    train(ToyTask(), cfg, tmp_path / "a", progress=False)
+    train(ToyTask(), dataclasses.replace(cfg, accumulate=4), tmp_path / "b", progress=False)
+    a, b = load_file(str(tmp_path / "a" / "final.safetensors")), load_file(str(tmp_path / "b" / "final.safetensors"))
+    for k in a:
+        assert_close(b[k], a[k], atol=2e-6, msg=k)
+    train(ToyTask(), dataclasses.replace(cfg, precision="bf16"), tmp_path / "c", progress=False)
+    losses = _losses(tmp_path / "c")
+    assert len(losses) == 5 and all(v == v for v in losses)
+    with pytest.raises(ValueError, match="run.batch_size: 8 must divide into 1 process"):
+        train(ToyTask(), dataclasses.replace(cfg, accumulate=3), tmp_path / "d")
+    with pytest.raises(ValueError, match="run.precision"):
+        train(ToyTask(), dataclasses.replace(cfg, precision="fp8"), tmp_path / "d")
+
+
+@dataclasses.dataclass
+class _Optim:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+
+
+@dataclasses.dataclass
+class _Config:
+    name: str = "x"
+    optim: _Optim = dataclasses.field(default_factory=_Optim)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+
+def test_configs_from_presets_files_and_overrides(tmp_path):
+    presets = {"fast": lambda: _Config(name="fast", run=RunConfig(steps=10))}
+    cfg = load_config(_Config, "fast", ["optim.lr=3e-4", "run.batch_size=32"], presets=presets)
+    assert cfg.name == "fast" and cfg.run.steps == 10 and cfg.optim.lr == 3e-4 and cfg.run.batch_size == 32
+    assert isinstance(cfg.run, RunConfig) and cfg.optim.betas == (0.9, 0.99)
+    save_config(cfg, tmp_path)
+    again = load_config(_Config, tmp_path / "config.yaml")
+    assert again == cfg
+    (tmp_path / "c.json").write_text('{"optim": {"lr": 0.5}}')
+    assert load_config(_Config, tmp_path / "c.json").optim.lr == 0.5
+    with pytest.raises(ValueError, match="optim.lrr"):
+        load_config(_Config, None, ["optim.lrr=1"])
+    with pytest.raises(ValueError, match="run.steps"):
+        load_config(_Config, None, ["run.steps=many"])
+    with pytest.raises(ValueError, match="--set: expected key=value"):
+        load_config(_Config, None, ["optim.lr"])
+    with pytest.raises(ValueError, match="presets: fast"):
+        load_config(_Config, "slow", presets=presets)
