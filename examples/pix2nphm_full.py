@@ -2,9 +2,10 @@
 
     python examples/pix2nphm_full.py [--out out/demo] [--images 0 1] [--steps 120] [--resolution 128]
 
-What runs: shipped synthetic test images with their exact normal and canonical point maps
-(standing in for the dense predictor's output until a trained predictor ships) -> PnP head
-pose from the point map -> inference-time optimization of the shipped small NPHM's codes and
+What runs: shipped synthetic test images with their exact normal, canonical-point and mask maps
+(``--maps predicted``: the shipped small dense predictor's maps of each image instead; it was
+trained at another camera distance, see its quality.json) -> PnP head pose from the point map ->
+inference-time optimization of the shipped small NPHM's codes and
 pose -> meshes (posed, neutral), 7 landmarks, codes, renders and a side-by-side picture, with
 the error against the ground-truth head. The shipped weights know only nphmkit's synthetic
 head family: real photos need real checkpoints (MonoNPHM, Pixel3DMM) and a trained regressor.
@@ -23,10 +24,10 @@ import torch
 
 BANNER = """\
 nphmkit - Pix2NPHM demo
-  Model: nphmkit's small NPHM, trained on nphmkit's SYNTHETIC head family (analytic heads, not real
-  people). These weights know only that family; real photos need real checkpoints.
-  Input: shipped synthetic test images the model never saw, with their exact normal and canonical
-  point maps standing in for a dense predictor's output.
+  Models: nphmkit's small NPHM and small dense predictor, trained on nphmkit's SYNTHETIC head family
+  (analytic heads, not real people). They know only that family; real photos need real checkpoints.
+  Input: shipped synthetic test images neither model saw, with their exact normal and canonical point
+  maps standing in for the predictor's (--maps predicted: the shipped predictor's maps of each image).
 """
 
 
@@ -42,6 +43,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100, help="optimization steps per image")
     parser.add_argument("--resolution", type=int, default=128, help="marching-cubes grid per axis")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--maps", choices=["exact", "predicted"], default="exact",
+                        help="fit to the exact maps (default) or to the shipped predictor's maps of each image (it was "
+                             "trained at another camera distance than these images: see its quality.json)")
     args = parser.parse_args()
     if args.threads is not None:
         if args.threads < 1:
@@ -59,7 +63,7 @@ def main() -> int:
         from nphmkit.mesh import save_mesh
         from nphmkit.nphm.codes import save_codes, save_official_codes
         from nphmkit.nphm.meshing import head_mesh
-        from nphmkit.pretrained import ASSETS, load_small_nphm
+        from nphmkit.pretrained import ASSETS, SMALL_PREDICTOR, load_small_nphm, load_small_predictor
         from nphmkit.protocols import NOW_LANDMARKS
         from nphmkit.render import Camera, lambert, normal_map_rgb, overlay, render
         from nphmkit.training.samples import sample_surface
@@ -74,6 +78,16 @@ def main() -> int:
     quality = json.loads((ASSETS / "small_nphm" / "quality.json").read_text())
     print(f"Loaded the small NPHM ({sum(p.numel() for p in model.parameters()):,} parameters; held-out fit_points "
           f"surface error {quality['fit_points_heldout_mm']['mean_mm']:.2f} mm at training time).")
+    predictor = None
+    if args.maps == "predicted":
+        try:
+            predictor = load_small_predictor()
+        except FileNotFoundError as err:
+            return fail(f"{err}; or run with --maps exact")
+        pq = json.loads((SMALL_PREDICTOR / "quality.json").read_text())["heldout"]
+        print(f"Loaded the small dense predictor (held-out normals {pq['normals_deg']['mean']:.1f} deg, canonical "
+              f"{pq['canonical_mm']['mean']:.1f} mm, mask IoU {pq['mask_iou']:.3f} on its own framing); fitting to its "
+              "maps. Caution: the demo images are framed closer than its training renders (quality.json).")
     indices = range(len(data)) if args.images is None else args.images
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +102,14 @@ def main() -> int:
         print(f"image {i}: fitting codes and pose to its maps ({args.steps} steps, {torch.get_num_threads()} threads) ...",
               flush=True)
         t0 = time.perf_counter()
-        res = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], cam,
-                        config=ImageFitConfig(steps=args.steps, patience=args.steps), point_valid=item["canonical_valid"][None])
+        if predictor is not None:  # image -> maps by the network; nothing of the ground truth is used
+            with torch.no_grad():
+                maps = predictor.predict_maps(item["rgb"][None])
+            target = (maps.normals, maps.canonical, maps.mask, None)
+        else:
+            target = (item["normals"][None], item["canonical"][None], item["mask"][None], item["canonical_valid"][None])
+        res = fit_image(model, *target[:3], cam, config=ImageFitConfig(steps=args.steps, patience=args.steps),
+                        point_valid=target[3])
         t_fit = time.perf_counter() - t0
         z_id, z_ex = res.z_id, res.z_ex
         # meshes, landmarks, codes

@@ -1,4 +1,5 @@
-"""nphmkit's shipped weights, by name: ``small`` is the small NPHM trained on the synthetic head family.
+"""nphmkit's shipped weights, by name: ``small`` is the small NPHM trained on the synthetic head family,
+``small_predictor`` the small dense predictor trained on its renders.
 
 These weights know only nphmkit's synthetic heads (analytic shapes, not real people); real photos
 need real checkpoints (:func:`nphmkit.nphm.load_mononphm`, see docs/contracts.md "Weights").
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 ASSETS = Path(__file__).resolve().parent / "assets"
 """The package's data folder (shipped weights, demo images)."""
 SMALL_NPHM = ASSETS / "small_nphm"
-SHIPPED = {"small": SMALL_NPHM}
+SMALL_PREDICTOR = ASSETS / "small_predictor"
+SHIPPED = {"small": SMALL_NPHM, "small_predictor": SMALL_PREDICTOR}
 """Shipped weight folders by name."""
 
 
@@ -33,9 +35,10 @@ def weights_folder(weights: str | os.PathLike) -> Path:
     if isinstance(weights, str) and weights in SHIPPED:
         folder = SHIPPED[weights]
         if not (folder / "weights.safetensors").is_file():
+            script = "train_small_predictor.py" if weights == "small_predictor" else "train_small_nphm.py"
             raise FileNotFoundError(
                 f"weights: the shipped {weights!r} weights are missing from {folder}; "
-                "recreate them with: python examples/train_small_nphm.py"
+                f"recreate them with: python examples/{script}"
             )
         return folder
     folder = Path(weights).expanduser()
@@ -62,3 +65,11 @@ def load_small_nphm(map_location: str = "cpu") -> "NPHM":
     from nphmkit.nphm.model import NPHM
 
     return NPHM.load(weights_folder("small"), map_location).eval().requires_grad_(False)
+
+
+def load_small_predictor(map_location: str = "cpu"):
+    """The shipped small dense predictor (image -> normals, canonical points, mask; synthetic family only),
+    in eval mode with frozen weights. Its ``quality.json`` holds the held-out figures."""
+    from nphmkit.heads.dense import DensePredictor
+
+    return DensePredictor.load(weights_folder("small_predictor"), map_location).eval().requires_grad_(False)

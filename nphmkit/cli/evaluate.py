@@ -1,0 +1,116 @@
+"""``nphmkit eval PRED GT -o OUT``: surface figures (mm) of predicted meshes against ground-truth meshes.
+
+PRED and GT are two mesh files, or two folders whose ``.ply`` / ``.obj`` files are matched by name
+(``NN_posed.ply`` against ``NN_posed.ply``). ``--protocol surface`` (meshes already in one frame):
+accuracy, completeness, chamfer, normal consistency, precision / recall / F-score at 1, 2.5, 5, 10 mm.
+``--protocol now``: each GT mesh is a scan with its 7 landmarks beside it (``<stem>_landmarks.json``
+as nphmkit writes them, or ``<stem>_landmarks.npy (7, 3)``), each PRED mesh too; NoW alignment
+(landmarks, then rigid ICP) and the scan-to-mesh median / mean / std. Results: ``OUT/results.json``
+and ``OUT/results.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+from nphmkit.cli._common import CliError, input_path, output_folder, say, write_provenance
+
+MESHES = (".ply", ".obj")
+
+
+def add_parser(sub, parents) -> None:
+    p = sub.add_parser("eval", parents=parents, help="surface / NoW figures (mm) of meshes against ground truth",
+                       description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("pred", help="a predicted mesh (.ply/.obj) or a folder of them")
+    p.add_argument("gt", help="a ground-truth mesh or scan, or a folder matched by file name")
+    p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.csv)")
+    p.add_argument("--protocol", choices=["surface", "now"], default="surface")
+    p.add_argument("--mm-per-unit", type=float, default=None,
+                   help="millimetres per mesh unit (default: from the mesh header: 250 for NPHM units, 1 for mm)")
+    p.add_argument("--samples", type=int, default=20_000, help="surface samples per mesh (surface protocol)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    if pred.is_file() != gt.is_file():
+        raise CliError("pred, gt: give two mesh files or two folders")
+    if pred.is_file():
+        for flag, p in (("pred", pred), ("gt", gt)):
+            if p.suffix.lower() not in MESHES:
+                raise CliError(f"{flag}: expected a .ply or .obj mesh, got {p.name!r}")
+        return [(pred.stem, pred, gt)]
+    found = {p.name: p for p in sorted(gt.iterdir()) if p.suffix.lower() in MESHES}
+    pairs = [(p.stem, p, found[p.name]) for p in sorted(pred.iterdir()) if p.suffix.lower() in MESHES and p.name in found]
+    if not pairs:
+        raise CliError(f"pred, gt: no mesh file names in common between {pred} and {gt}")
+    return pairs
+
+
+def _landmarks(mesh_path: Path, flag: str):
+    import numpy as np
+
+    stem = mesh_path.with_suffix("")
+    for cand in (Path(f"{stem}_landmarks.json"), Path(f"{stem}_landmarks.npy"),
+                 mesh_path.with_name(mesh_path.stem.split("_")[0] + "_landmarks.json")):
+        if cand.is_file():
+            if cand.suffix == ".npy":
+                arr = np.load(cand, allow_pickle=False)
+            else:
+                arr = np.array(list(json.loads(cand.read_text())["landmarks"].values()), float)
+            if arr.shape != (7, 3):
+                raise CliError(f"{flag}: {cand} holds {arr.shape} landmarks; expected (7, 3) in NoW order")
+            return arr
+    raise CliError(f"{flag}: no landmarks beside {mesh_path} (expected {stem.name}_landmarks.json or .npy)")
+
+
+def run(args: argparse.Namespace) -> int:
+    pred, gt = input_path("pred", args.pred), input_path("gt", args.gt)
+    pairs = _pairs(pred, gt)
+    out = output_folder(args, "-o/--output", args.output)
+
+    from nphmkit._io import write_text
+    from nphmkit.eval import MM_PER_NPHM, now_errors, surface_metrics
+    from nphmkit.mesh import load_mesh
+
+    rows = []
+    for name, p, g in pairs:
+        try:
+            pm, gm = load_mesh(p), load_mesh(g)
+        except (ValueError, OSError) as err:
+            raise CliError(f"{name}: {err}") from None
+        scale = args.mm_per_unit
+        if scale is None:
+            if pm.units != gm.units:
+                raise CliError(f"{name}: the meshes are in different units ({pm.units}, {gm.units}); convert one "
+                               "or give --mm-per-unit")
+            scale = MM_PER_NPHM if pm.units == "nphm" else 1.0
+        say(args, f"{name}: {args.protocol} ...")
+        if args.protocol == "surface":
+            fig = surface_metrics(pm.vertices, pm.faces, gm.vertices, gm.faces, mm_per_unit=scale,
+                                  n_samples=args.samples, seed=args.seed)
+            row = {"item": name, "accuracy_mm": fig["accuracy"], "completeness_mm": fig["completeness"],
+                   "chamfer_mm": fig["chamfer"], "normal_consistency": fig["normal_consistency"],
+                   **{f"fscore_{k}": v for k, v in fig["fscore"].items()}}
+        else:
+            res = now_errors(gm.vertices, _landmarks(g, "gt"), pm.vertices, pm.faces, _landmarks(p, "pred"),
+                             mm_per_unit=scale)
+            row = {"item": name, "median_mm": res.median, "mean_mm": res.mean, "std_mm": res.std,
+                   "icp_iterations": res.icp.iterations}
+        rows.append(row)
+    summary = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "item"}
+    write_text(out / "results.json", json.dumps({"protocol": args.protocol, "mean": summary, "items": rows}, indent=1) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "results.csv", buf.getvalue())
+    write_provenance(out / "results.provenance.json", args, {})
+    surface = ("chamfer_mm", "normal_consistency", "fscore_2.5mm")
+    main_keys = surface if args.protocol == "surface" else ("median_mm", "mean_mm", "std_mm")
+    print(f"{len(rows)} item(s), mean " + ", ".join(f"{k} {summary[k]:.3f}" for k in main_keys) + f"; wrote {out}/results.json")
+    return 0
