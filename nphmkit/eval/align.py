@@ -88,11 +88,12 @@ def icp(points, vertices, faces, init: Similarity = Similarity(), iterations: in
             src = (near.bary[:, :, None] * vertices[faces[near.face]]).sum(1)  # in the mesh's own frame
             T = umeyama(src, points, scale=True)
         else:
-            T = _point_to_plane_step(near.point, _face_normals(moved, faces)[near.face], points).after(T)
+            T = _point_to_plane_step(near.point, face_normals(moved, faces)[near.face], points).after(T)
     return ICPResult(best, errors, converged, min(it, iterations))
 
 
-def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+def face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Unit normals ``(F, 3)`` of the triangles ``f (F, 3)`` of vertices ``v (V, 3)`` (counter-clockwise = outward)."""
     tri = v[f]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nphmkit.eval.align import ICPResult, Similarity, icp, umeyama
+from nphmkit.eval.align import ICPResult, Similarity, face_normals, icp, umeyama
 from nphmkit.eval.distance import _numpy, closest_points
 
 MM_PER_NPHM = 250.0
@@ -99,8 +99,8 @@ def surface_metrics(vertices, faces, gt_vertices, gt_faces, mm_per_unit: float =
     p_pts, p_nrm = sample_surface(v, f, n_samples, seed)
     g_pts, g_nrm = sample_surface(gv, gf, n_samples, seed + 1)
     to_gt, to_pred = closest_points(p_pts, gv, gf), closest_points(g_pts, v, f)
-    gt_face_n = _face_normals(gv, gf)
-    pred_face_n = _face_normals(v, f)
+    gt_face_n = face_normals(gv, gf)
+    pred_face_n = face_normals(v, f)
     nc = 0.5 * (np.abs((p_nrm * gt_face_n[to_gt.face]).sum(1)).mean()
                 + np.abs((g_nrm * pred_face_n[to_pred.face]).sum(1)).mean())
     acc, comp = to_gt.distance * mm_per_unit, to_pred.distance * mm_per_unit
@@ -113,9 +113,3 @@ def surface_metrics(vertices, faces, gt_vertices, gt_faces, mm_per_unit: float =
         out["precision"][key], out["recall"][key] = p, r
         out["fscore"][key] = 0.0 if p + r == 0 else 2 * p * r / (p + r)
     return out
-
-
-def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    tri = v[f]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
