@@ -1,14 +1,16 @@
 """The whole Pix2NPHM system as far as nphmkit has built it: `make demo` runs this.
 
-    python examples/pix2nphm_full.py [--out out/demo] [--images 0 1] [--steps 120] [--resolution 128]
+    python examples/pix2nphm_full.py [--out out/demo] [--images 0 1] [--steps 100] [--resolution 128]
+                                     [--maps predicted|exact]
 
-What runs: shipped synthetic test images with their exact normal, canonical-point and mask maps
-(``--maps predicted``: the shipped small dense predictor's maps of each image instead; it was
-trained at another camera distance, see its quality.json) -> PnP head pose from the point map ->
-inference-time optimization of the shipped small NPHM's codes and
-pose -> meshes (posed, neutral), 7 landmarks, codes, renders and a side-by-side picture, with
-the error against the ground-truth head. The shipped weights know only nphmkit's synthetic
-head family: real photos need real checkpoints (MonoNPHM, Pixel3DMM) and a trained regressor.
+What runs (default ``--maps predicted``): shipped synthetic test images (face crops) -> the shipped
+small dense predictor's normal, canonical-point and mask maps -> the shipped small regressor's
+feed-forward codes and pose (when shipped; else the PnP pose of the predicted point map) ->
+inference-time optimization of the shipped small NPHM's codes and pose against the predicted maps
+-> meshes (posed, neutral), 7 landmarks, codes, renders and a side-by-side picture, with the error
+against the ground-truth head. ``--maps exact`` fits to the renderer's exact maps instead (the
+upper bound of the refinement). The shipped weights know only nphmkit's synthetic head family:
+real photos need real checkpoints (MonoNPHM, Pixel3DMM) and models trained on real data.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import torch
 
 BANNER = """\
 nphmkit - Pix2NPHM demo
-  Models: nphmkit's small NPHM and small dense predictor, trained on nphmkit's SYNTHETIC head family
-  (analytic heads, not real people). They know only that family; real photos need real checkpoints.
-  Input: shipped synthetic test images neither model saw, with their exact normal and canonical point
-  maps standing in for the predictor's (--maps predicted: the shipped predictor's maps of each image).
+  Models: nphmkit's small NPHM, dense predictor and regressor, trained on nphmkit's SYNTHETIC head
+  family (analytic heads, not real people). They know only that family; real photos need real checkpoints.
+  Input: shipped synthetic test images (face crops) no model saw; by default the pipeline sees only the
+  RGB image (--maps exact: it fits the renderer's exact maps instead).
 """
 
 
@@ -43,9 +45,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100, help="optimization steps per image")
     parser.add_argument("--resolution", type=int, default=128, help="marching-cubes grid per axis")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--maps", choices=["exact", "predicted"], default="exact",
-                        help="fit to the exact maps (default) or to the shipped predictor's maps of each image (it was "
-                             "trained at another camera distance than these images: see its quality.json)")
+    parser.add_argument("--maps", choices=["exact", "predicted"], default="predicted",
+                        help="predicted (default): Pix2NPHM from the RGB image alone; exact: fit the renderer's exact "
+                             "maps (the refinement's upper bound)")
     args = parser.parse_args()
     if args.threads is not None:
         if args.threads < 1:
@@ -63,7 +65,15 @@ def main() -> int:
         from nphmkit.mesh import save_mesh
         from nphmkit.nphm.codes import save_codes, save_official_codes
         from nphmkit.nphm.meshing import head_mesh
-        from nphmkit.pretrained import ASSETS, SMALL_PREDICTOR, load_small_nphm, load_small_predictor
+        from nphmkit.pipeline import Pix2NPHM
+        from nphmkit.pretrained import (
+            ASSETS,
+            SMALL_PREDICTOR,
+            has_weights,
+            load_small_nphm,
+            load_small_predictor,
+            load_small_regressor,
+        )
         from nphmkit.protocols import NOW_LANDMARKS
         from nphmkit.render import Camera, lambert, normal_map_rgb, overlay, render
         from nphmkit.training.samples import sample_surface
@@ -78,16 +88,18 @@ def main() -> int:
     quality = json.loads((ASSETS / "small_nphm" / "quality.json").read_text())
     print(f"Loaded the small NPHM ({sum(p.numel() for p in model.parameters()):,} parameters; held-out fit_points "
           f"surface error {quality['fit_points_heldout_mm']['mean_mm']:.2f} mm at training time).")
-    predictor = None
+    predictor = regressor = None
     if args.maps == "predicted":
         try:
             predictor = load_small_predictor()
-        except FileNotFoundError as err:
+            regressor = load_small_regressor() if has_weights("small_regressor") else None
+        except (FileNotFoundError, ValueError) as err:
             return fail(f"{err}; or run with --maps exact")
         pq = json.loads((SMALL_PREDICTOR / "quality.json").read_text())["heldout"]
         print(f"Loaded the small dense predictor (held-out normals {pq['normals_deg']['mean']:.1f} deg, canonical "
-              f"{pq['canonical_mm']['mean']:.1f} mm, mask IoU {pq['mask_iou']:.3f} on its own framing); fitting to its "
-              "maps. Caution: the demo images are framed closer than its training renders (quality.json).")
+              f"{pq['canonical_mm']['mean']:.1f} mm, mask IoU {pq['mask_iou']:.3f})"
+              + (" and the small regressor (feed-forward codes and pose)." if regressor is not None else
+                 "; no regressor shipped: refinement starts from the PnP pose."))
     indices = range(len(data)) if args.images is None else args.images
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,14 +114,15 @@ def main() -> int:
         print(f"image {i}: fitting codes and pose to its maps ({args.steps} steps, {torch.get_num_threads()} threads) ...",
               flush=True)
         t0 = time.perf_counter()
-        if predictor is not None:  # image -> maps by the network; nothing of the ground truth is used
-            with torch.no_grad():
-                maps = predictor.predict_maps(item["rgb"][None])
-            target = (maps.normals, maps.canonical, maps.mask, None)
-        else:
-            target = (item["normals"][None], item["canonical"][None], item["mask"][None], item["canonical_valid"][None])
-        res = fit_image(model, *target[:3], cam, config=ImageFitConfig(steps=args.steps, patience=args.steps),
-                        point_valid=target[3])
+        fit_cfg = ImageFitConfig(steps=args.steps, patience=args.steps)
+        if predictor is not None:  # Pix2NPHM from the RGB image alone: predicted maps -> refinement
+            res = Pix2NPHM(model, predictor, regressor, fit=fit_cfg).reconstruct(item["rgb"][None], item["K"],
+                                                                                  progress=False)
+            n_steps = res.steps[0]
+        else:  # the exact maps of the renderer stand in for the predictor's
+            res = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], cam,
+                            config=fit_cfg, point_valid=item["canonical_valid"][None])
+            n_steps = res.steps
         t_fit = time.perf_counter() - t0
         z_id, z_ex = res.z_id, res.z_ex
         # meshes, landmarks, codes
@@ -157,7 +170,7 @@ def main() -> int:
             normal_err = torch.rad2deg(torch.acos((rend.normals * item["normals"][None]).sum(-1).clamp(-1, 1)))
             both = rend.mask & item["mask"][None]
         row = {
-            "image": i, "fit_steps": res.steps, "fit_seconds": round(t_fit, 1), "mesh_seconds": round(t_mesh, 1),
+            "image": i, "fit_steps": n_steps, "fit_seconds": round(t_fit, 1), "mesh_seconds": round(t_mesh, 1),
             "surface_error_mm": {"mean": float(surf_mm.mean()), "median": float(surf_mm.median())},
             "landmark_error_mm": float(lm_mm.mean()), "normal_error_deg": float(normal_err[both].mean()),
             "mask_iou": float((rend.mask & item["mask"][None]).sum() / (rend.mask | item["mask"][None]).sum()),
@@ -165,7 +178,7 @@ def main() -> int:
             "posed_mesh": {"vertices": posed.n_vertices, "faces": posed.n_faces, "sdf_queries": posed.n_queries},
         }
         summary.append(row)
-        print(f"image {i}: fit {res.steps} steps in {t_fit:.1f} s; surface error {row['surface_error_mm']['mean']:.2f} mm "
+        print(f"image {i}: fit {n_steps} steps in {t_fit:.1f} s; surface error {row['surface_error_mm']['mean']:.2f} mm "
               f"(median {row['surface_error_mm']['median']:.2f}), landmarks {row['landmark_error_mm']:.2f} mm, "
               f"normals {row['normal_error_deg']:.1f} deg, mask IoU {row['mask_iou']:.3f}, pose {rot_deg:.2f} deg / "
               f"{trans_mm:.1f} mm; meshes {posed.n_vertices} + {neutral.n_vertices} vertices in {t_mesh:.1f} s")

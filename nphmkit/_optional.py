@@ -22,6 +22,7 @@ EXTRAS = {
     "omegaconf": "train",
     "torch.utils.tensorboard": "tensorboard",
     "tensorboard": "tensorboard",
+    "matplotlib": "plot",
 }
 
 

@@ -1,5 +1,6 @@
 """nphmkit's shipped weights, by name: ``small`` is the small NPHM trained on the synthetic head family,
-``small_predictor`` the small dense predictor trained on its renders.
+``small_predictor`` the small dense predictor trained on its renders, ``small_regressor`` the small
+Pix2NPHM regressor reading that predictor (when it has been trained: see its ``quality.json``).
 
 These weights know only nphmkit's synthetic heads (analytic shapes, not real people); real photos
 need real checkpoints (:func:`nphmkit.nphm.load_mononphm`, see docs/contracts.md "Weights").
@@ -23,7 +24,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 """The package's data folder (shipped weights, demo images)."""
 SMALL_NPHM = ASSETS / "small_nphm"
 SMALL_PREDICTOR = ASSETS / "small_predictor"
-SHIPPED = {"small": SMALL_NPHM, "small_predictor": SMALL_PREDICTOR}
+SMALL_REGRESSOR = ASSETS / "small_regressor"
+SHIPPED = {"small": SMALL_NPHM, "small_predictor": SMALL_PREDICTOR, "small_regressor": SMALL_REGRESSOR}
 """Shipped weight folders by name."""
 
 
@@ -35,7 +37,8 @@ def weights_folder(weights: str | os.PathLike) -> Path:
     if isinstance(weights, str) and weights in SHIPPED:
         folder = SHIPPED[weights]
         if not (folder / "weights.safetensors").is_file():
-            script = "train_small_predictor.py" if weights == "small_predictor" else "train_small_nphm.py"
+            script = {"small_predictor": "train_small_predictor.py", "small_regressor": "train_small_regressor.py"}.get(
+                weights, "train_small_nphm.py")
             raise FileNotFoundError(
                 f"weights: the shipped {weights!r} weights are missing from {folder}; "
                 f"recreate them with: python examples/{script}"
@@ -49,10 +52,12 @@ def weights_folder(weights: str | os.PathLike) -> Path:
 
 
 def weights_sha256(weights: str | os.PathLike) -> str:
-    """sha256 of a weight folder's files (names and bytes, sorted by name): what a run's provenance records."""
+    """sha256 of a weight folder's ``config.json`` and ``weights.safetensors`` (names and bytes): what a run's
+    provenance records and what a regressor checks of the predictor it reads. Notes beside them
+    (``quality.json``) do not count."""
     folder = weights_folder(weights)
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.name in ("config.json", "weights.safetensors")):
         digest.update(path.name.encode() + b"\0")
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -73,3 +78,37 @@ def load_small_predictor(map_location: str = "cpu"):
     from nphmkit.heads.dense import DensePredictor
 
     return DensePredictor.load(weights_folder("small_predictor"), map_location).eval().requires_grad_(False)
+
+
+def load_small_regressor(map_location: str = "cpu"):
+    """The shipped small Pix2NPHM regressor with the shipped predictor as its frozen backbone (synthetic family
+    only), in eval mode with frozen weights; the predictor's sha256 is checked against the regressor's record."""
+    from nphmkit.heads.regressor import Pix2NPHMRegressor
+
+    return Pix2NPHMRegressor.load(weights_folder("small_regressor"), map_location).eval().requires_grad_(False)
+
+
+def has_weights(name: str) -> bool:
+    """Whether the shipped weights ``name`` are present (a shipped name whose folder holds weights)."""
+    return name in SHIPPED and (SHIPPED[name] / "weights.safetensors").is_file()
+
+
+def load_weights(weights: str | os.PathLike, map_location: str = "cpu"):
+    """Any nphmkit weight folder (or shipped name) as the module its ``config.json`` says: an NPHM, a dense
+    predictor or a regressor; in eval mode with frozen weights."""
+    import json
+
+    folder = weights_folder(weights)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"weights: {folder} has no config.json (not an nphmkit weight folder)")
+    kind = json.loads(config.read_text()).get("kind")
+    if kind == "NPHM":
+        from nphmkit.nphm.model import NPHM as cls
+    elif kind == "DensePredictor":
+        from nphmkit.heads.dense import DensePredictor as cls
+    elif kind == "Pix2NPHMRegressor":
+        from nphmkit.heads.regressor import Pix2NPHMRegressor as cls
+    else:
+        raise ValueError(f"weights: {folder} holds weights of unknown kind {kind!r}")
+    return cls.load(folder, map_location).eval().requires_grad_(False)

@@ -84,3 +84,39 @@ def rigid_inverse(p: torch.Tensor, rot: torch.Tensor, pivot: torch.Tensor, shift
     if shift is not None:
         q = q - shift[:, None, :]
     return torch.einsum("bji,bnj->bni", rot, q) + pivot[:, None, :]
+
+
+FRONTAL_ROTATION = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+"""Head-to-camera rotation of a frontal view (OpenCV camera axes; ``nphmkit.render.FRONTAL``)."""
+
+
+def encode_crop_pose(R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
+                     image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A head pose as a network regresses it from a crop: ``(rotation (B, 3, 3), position (B, 3))``.
+
+    ``R (B, 3, 3)``, ``t (B, 3)``: head -> camera (``x_cam = R x_head + t``); ``K (B, 3, 3)`` pixels of
+    an image of ``image_size (H, W)``. ``rotation`` is ``R`` relative to the frontal view
+    (``R = rotation @ FRONTAL``: the identity is frontal); ``position`` is the head origin's image
+    position in ``[-1, 1]`` crop coordinates (x, y) and its depth divided by the focal length in
+    image widths (what a crop's framing fixes, whatever the focal length). :func:`decode_crop_pose`
+    inverts it.
+    """
+    h, w = image_size
+    frontal = torch.tensor(FRONTAL_ROTATION, dtype=R.dtype, device=R.device)
+    uvw = torch.einsum("bij,bj->bi", K, t)
+    u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
+    depth = t[:, 2] / (K[:, 0, 0] / w)
+    return R @ frontal, torch.stack([2 * u / w - 1, 2 * v / h - 1, depth], dim=-1)  # FRONTAL is its own inverse
+
+
+def decode_crop_pose(rotation: torch.Tensor, position: torch.Tensor, K: torch.Tensor,
+                     image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rotation (B, 3, 3)``, ``position (B, 3)`` (:func:`encode_crop_pose`) -> ``R (B, 3, 3)``, ``t (B, 3)``
+    for intrinsics ``K (B, 3, 3)`` (zero skew)."""
+    h, w = image_size
+    frontal = torch.tensor(FRONTAL_ROTATION, dtype=rotation.dtype, device=rotation.device)
+    z = position[:, 2] * K[:, 0, 0] / w
+    u, v = (position[:, 0] + 1) * w / 2, (position[:, 1] + 1) * h / 2
+    x = (u - K[:, 0, 2]) * z / K[:, 0, 0]
+    y = (v - K[:, 1, 2]) * z / K[:, 1, 1]
+    return rotation @ frontal, torch.stack([x, y, z], dim=-1)

@@ -9,9 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nphmkit.data.synthetic import SyntheticHeadModel
+from nphmkit.data.synthetic.framing import face_box, face_points
+from nphmkit.preprocess import square_box
 from nphmkit.render import Camera, default_crop_pose, default_intrinsics, render
 from nphmkit.render.camera import CROP_CENTRE
 from nphmkit.transforms import (
+    FRONTAL_ROTATION,
     angle_between,
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -93,17 +96,38 @@ def test_default_crop_pose_frames_the_mean_head():
     R, t = default_crop_pose(2, dtype=torch.float64)
     assert R.shape == (2, 3, 3) and t.shape == (2, 3) and R.dtype == torch.float64
     centre = R[0] @ torch.tensor(CROP_CENTRE, dtype=torch.float64) + t[0]  # the crop centre in the camera frame
-    assert abs(float(centre[0])) < 1e-12 and abs(float(centre[1])) < 1e-12 and math.isclose(float(centre[2]), 2.70, abs_tol=0.01)
+    assert abs(float(centre[0])) < 1e-12 and abs(float(centre[1])) < 1e-12 and math.isclose(float(centre[2]), 1.846, abs_tol=0.01)
     # frontal: the head's nose (+z) points at the camera (-z in the camera frame), its up (+y) is image up (-y)
     assert_close(R[0] @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64))
     assert_close(R[0] @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64))
+    # the mean head's face box, made square and enlarged x1.42, is the crop (as photos are cropped)
     model = SyntheticHeadModel()
     field = model.field(*model.initial_codes(1))
     cam = Camera(default_intrinsics((64, 64)), *default_crop_pose(1), (64, 64))
+    box = square_box(face_box(cam, face_points(field)))[0]
+    assert_close(box, torch.tensor([0.0, 0.0, 64.0, 64.0]), atol=2.5, rtol=0)
     with torch.no_grad():
         mask = render(field, cam, differentiable=False).mask[0]
-    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
-    height, width = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
-    centre = (float(cols.float().mean()), float(rows.float().mean()))
-    assert 40 <= height <= 64 and 30 <= width <= 62, (height, width)  # fills most of the crop, inside it
-    assert abs(centre[0] - 31.5) < 3 and abs(centre[1] - 31.5) < 6, centre
+    assert bool(mask[32, 32]) and bool(mask[:, 0].any()) is False  # the face centre is on the head; cheeks inside
+
+
+@settings(max_examples=30, deadline=None)
+@given(yaw=st.floats(-1.2, 1.2), pitch=st.floats(-0.5, 0.5), roll=st.floats(-0.4, 0.4), x=st.floats(-0.2, 0.2),
+       y=st.floats(-0.2, 0.2), z=st.floats(1.0, 4.0), focal=st.floats(1.5, 5.0), size=st.integers(17, 300),
+       cx=st.floats(0.3, 0.7))
+def test_crop_pose_code_round_trip(yaw, pitch, roll, x, y, z, focal, size, cx):
+    from nphmkit.transforms import decode_crop_pose, encode_crop_pose
+
+    R = torch.tensor(FRONTAL_ROTATION, dtype=torch.float64) @ axis_angle_to_matrix(
+        torch.tensor([[pitch, yaw, roll]], dtype=torch.float64))
+    t = torch.tensor([[x, y, z]], dtype=torch.float64)
+    K = torch.tensor([[[focal * size, 0, cx * size], [0, focal * size, 0.5 * size], [0, 0, 1]]], dtype=torch.float64)
+    rel, pos = encode_crop_pose(R, t, K, (size, size))
+    R2, t2 = decode_crop_pose(rel, pos, K, (size, size))
+    assert_close(R2, R, atol=1e-10)
+    assert_close(t2, t, atol=1e-10)
+    # a frontal head on the optical axis is the identity rotation at the image centre
+    rel0, pos0 = encode_crop_pose(torch.tensor(FRONTAL_ROTATION, dtype=torch.float64)[None],
+                                  torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64), K, (size, size))
+    assert_close(rel0[0], torch.eye(3, dtype=torch.float64), atol=1e-12)
+    assert_close(pos0[0], torch.tensor([2 * cx - 1, 0.0, 2.0 / focal], dtype=torch.float64), atol=1e-12)

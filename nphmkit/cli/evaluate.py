@@ -1,12 +1,15 @@
 """``nphmkit eval PRED GT -o OUT``: surface figures (mm) of predicted meshes against ground-truth meshes.
 
 PRED and GT are two mesh files, or two folders whose ``.ply`` / ``.obj`` files are matched by name
-(``NN_posed.ply`` against ``NN_posed.ply``). ``--protocol surface`` (meshes already in one frame):
-accuracy, completeness, chamfer, normal consistency, precision / recall / F-score at 1, 2.5, 5, 10 mm.
+(``NN_posed.ply`` against ``NN_posed.ply``). ``--protocol svfr`` (alias ``surface``; meshes already
+in one frame, as the single-view face-reconstruction benchmark compares them): accuracy,
+completeness, chamfer, normal consistency, precision / recall / F-score at 1, 2.5, 5, 10 mm.
 ``--protocol now``: each GT mesh is a scan with its 7 landmarks beside it (``<stem>_landmarks.json``
 as nphmkit writes them, or ``<stem>_landmarks.npy (7, 3)``), each PRED mesh too; NoW alignment
 (landmarks, then rigid ICP) and the scan-to-mesh median / mean / std. Results: ``OUT/results.json``
-and ``OUT/results.csv``.
+and ``OUT/results.csv``; with the ``plot`` extra (matplotlib) also ``OUT/cdf.png`` (cumulative error
+of every item), ``OUT/items.png`` (the main figure per item) and ``OUT/<item>_heatmap.png`` (the error
+on the scan, NoW, or on the predicted mesh, svfr); ``--no-plots`` skips them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def add_parser(sub, parents) -> None:
     p.add_argument("pred", help="a predicted mesh (.ply/.obj) or a folder of them")
     p.add_argument("gt", help="a ground-truth mesh or scan, or a folder matched by file name")
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.csv)")
-    p.add_argument("--protocol", choices=["surface", "now"], default="surface")
+    p.add_argument("--protocol", choices=["svfr", "surface", "now"], default="svfr",
+                   help="svfr (alias surface): meshes in one frame; now: landmark + ICP alignment to a scan")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (written when matplotlib is installed)")
     p.add_argument("--mm-per-unit", type=float, default=None,
                    help="millimetres per mesh unit (default: from the mesh header: 250 for NPHM units, 1 for mm)")
     p.add_argument("--samples", type=int, default=20_000, help="surface samples per mesh (surface protocol)")
@@ -74,10 +79,15 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args, "-o/--output", args.output)
 
     from nphmkit._io import write_text
+    from nphmkit._optional import available
     from nphmkit.eval import MM_PER_NPHM, now_errors, surface_metrics
     from nphmkit.mesh import load_mesh
 
-    rows = []
+    plots = not args.no_plots and available("matplotlib")
+    if not args.no_plots and not plots:
+        say(args, "plots skipped: install the plot extra (pip install 'nphmkit[plot]') for cdf.png, items.png, heat maps")
+    protocol = "svfr" if args.protocol == "surface" else args.protocol
+    rows, curves, heat = [], {}, []
     for name, p, g in pairs:
         try:
             pm, gm = load_mesh(p), load_mesh(g)
@@ -89,21 +99,29 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError(f"{name}: the meshes are in different units ({pm.units}, {gm.units}); convert one "
                                "or give --mm-per-unit")
             scale = MM_PER_NPHM if pm.units == "nphm" else 1.0
-        say(args, f"{name}: {args.protocol} ...")
-        if args.protocol == "surface":
+        say(args, f"{name}: {protocol} ...")
+        if protocol == "svfr":
             fig = surface_metrics(pm.vertices, pm.faces, gm.vertices, gm.faces, mm_per_unit=scale,
                                   n_samples=args.samples, seed=args.seed)
             row = {"item": name, "accuracy_mm": fig["accuracy"], "completeness_mm": fig["completeness"],
                    "chamfer_mm": fig["chamfer"], "normal_consistency": fig["normal_consistency"],
                    **{f"fscore_{k}": v for k, v in fig["fscore"].items()}}
+            curves[name] = fig["accuracy_distances"]
+            if plots:
+                from nphmkit.eval import closest_points
+
+                err = closest_points(pm.vertices, gm.vertices, gm.faces)
+                heat.append((name, pm.vertices, pm.faces, err.distance * scale))
         else:
             res = now_errors(gm.vertices, _landmarks(g, "gt"), pm.vertices, pm.faces, _landmarks(p, "pred"),
                              mm_per_unit=scale)
             row = {"item": name, "median_mm": res.median, "mean_mm": res.mean, "std_mm": res.std,
                    "icp_iterations": res.icp.iterations}
+            curves[name] = res.distances
+            heat.append((name, gm.vertices, gm.faces, res.distances))
         rows.append(row)
     summary = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "item"}
-    write_text(out / "results.json", json.dumps({"protocol": args.protocol, "mean": summary, "items": rows}, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps({"protocol": protocol, "mean": summary, "items": rows}, indent=1) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -111,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     write_text(out / "results.csv", buf.getvalue())
     write_provenance(out / "results.provenance.json", args, {})
     surface = ("chamfer_mm", "normal_consistency", "fscore_2.5mm")
-    main_keys = surface if args.protocol == "surface" else ("median_mm", "mean_mm", "std_mm")
+    main_keys = surface if protocol == "svfr" else ("median_mm", "mean_mm", "std_mm")
+    if plots:
+        from nphmkit.eval.plots import error_cdf, error_heatmap, item_bars
+
+        label = "accuracy (pred -> truth)" if protocol == "svfr" else "scan -> mesh"
+        error_cdf(curves, out / "cdf.png", title=f"cumulative error, {label}")
+        key = main_keys[0]
+        item_bars({r["item"]: r[key] for r in rows}, out / "items.png", label=key, title=f"{protocol}: {key} per item")
+        for name, v, f, d in heat:
+            error_heatmap(v.numpy(), f.numpy(), d, out / f"{name}_heatmap.png", title=f"{name}: {label} (mm)")
     print(f"{len(rows)} item(s), mean " + ", ".join(f"{k} {summary[k]:.3f}" for k in main_keys) + f"; wrote {out}/results.json")
     return 0

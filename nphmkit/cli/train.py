@@ -1,4 +1,4 @@
-"""``nphmkit train predictor``: train on a dataset folder; under ``torchrun`` on several processes."""
+"""``nphmkit train predictor|nphm``: train a part by the one runner; under ``torchrun`` on several processes."""
 
 from __future__ import annotations
 
@@ -8,43 +8,75 @@ import time
 
 from nphmkit.cli._common import CliError, input_path, output_folder, progress, say
 
-TASKS = ("predictor",)
+TASKS = ("predictor", "nphm", "regressor")
 
 
 def add_parser(sub, parents) -> None:
-    p = sub.add_parser("train", parents=parents, help="train a part (the dense predictor) on a dataset folder",
-                       description="Train on a dataset folder (docs/contracts.md 'Datasets'). Launch with "
-                                   "`torchrun --nproc_per_node N -m nphmkit train ...` for N processes.")
-    p.add_argument("task", choices=TASKS, help="what to train")
+    p = sub.add_parser("train", parents=parents, help="train a part: dense predictor, NPHM auto-decoder, regressor",
+                       description="Train the dense predictor or the Pix2NPHM regressor on a dataset folder "
+                                   "(docs/contracts.md 'Datasets'), or an NPHM auto-decoder on shape samples "
+                                   "(synthetic or a samples file). Launch with `torchrun --nproc_per_node N -m "
+                                   "nphmkit train ...` for N processes.")
+    p.add_argument("task", choices=TASKS, help="what to train: predictor (image -> maps), nphm (the head model) or regressor "
+                        "(image -> codes and pose, reading a frozen predictor)")
     p.add_argument("--config", default="small", help="a preset (small, tiny) or a .yaml/.json file (default small)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set run.lr=3e-4 --set data=out/synth (repeatable)")
+                   help="override a config value, e.g. --set run.lr=3e-4 --set data=out/synth (repeatable); "
+                        "nphm: data=synthetic (default) or a samples .safetensors file")
     p.add_argument("-o", "--output", required=True, help="run folder (config.yaml, log.csv, checkpoints/, weights/)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's newest checkpoint")
     p.add_argument("--device", default=None, help="cpu or cuda (overrides run.device)")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from nphmkit.training.config import load_config, save_config
-    from nphmkit.training.predictor import PRESETS, PredictorTask, PredictorTrainConfig
+def _config(args: argparse.Namespace):
+    from nphmkit.training.config import load_config
 
+    if args.task == "predictor":
+        from nphmkit.training.predictor import PRESETS
+        from nphmkit.training.predictor import PredictorTrainConfig as Config
+    elif args.task == "regressor":
+        from nphmkit.training.regressor import PRESETS
+        from nphmkit.training.regressor import RegressorTrainConfig as Config
+    else:
+        from nphmkit.training.nphm_task import PRESETS
+        from nphmkit.training.nphm_task import NPHMTrainConfig as Config
     overrides = list(args.overrides) + ([f"run.device={args.device}"] if args.device else [])
     try:
-        cfg = load_config(PredictorTrainConfig, args.config, overrides, presets=PRESETS)
+        return load_config(Config, args.config, overrides, presets=PRESETS)
     except FileNotFoundError as err:
         raise CliError(f"--config: {err}") from None
-    input_path("data (--set data=...)", cfg.data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nphmkit.training.config import save_config
+
+    cfg = _config(args)
+    if args.task != "nphm" or cfg.data != "synthetic":
+        input_path("data (--set data=...)", cfg.data)
     main = int(os.environ.get("RANK", "0")) == 0
     run_dir = output_folder(args, "-o/--output", args.output) if main else args.output
     if main:
         save_config(cfg, run_dir)
     say(args, f"loading {cfg.data} ...")
-    task = PredictorTask(cfg)
+    if args.task == "predictor":
+        from nphmkit.training.predictor import PredictorTask
+
+        task, what = PredictorTask(cfg), f"the {cfg.preset} predictor on {{n}} images"
+    elif args.task == "regressor":
+        from nphmkit.training.regressor import RegressorTask
+
+        task = RegressorTask(cfg, progress=progress(args) if main else False)
+        what = f"the regressor (reading {cfg.predictor}, codes of {cfg.model}) on {{n}} images"
+    else:
+        from nphmkit.training.nphm_task import NPHMTask
+
+        task = NPHMTask(cfg, cache=os.path.join(run_dir, "samples.safetensors"), progress=progress(args) if main else False)
+        what = f"the {cfg.preset} NPHM on {{n}} shapes"
     from nphmkit.training.runner import train
 
     start = time.perf_counter()
-    say(args, f"training the {cfg.preset} predictor on {len(task)} images for {cfg.run.steps} steps into {run_dir}")
+    say(args, f"training {what.format(n=len(task))} for {cfg.run.steps} steps into {run_dir}")
     train(task, cfg.run, run_dir, resume=args.resume, progress=progress(args) if main else False)
     if main:
         print(f"wrote {run_dir}/weights (log.csv, loss.png, checkpoints/) in {time.perf_counter() - start:.0f} s")

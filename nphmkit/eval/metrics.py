@@ -92,7 +92,8 @@ def surface_metrics(vertices, faces, gt_vertices, gt_faces, mm_per_unit: float =
 
     Returns a dict (distances in mm): ``accuracy`` (mean predicted-to-truth distance), ``completeness``
     (truth-to-predicted), ``chamfer`` (their mean), ``normal_consistency`` (mean ``|n . n'|`` at the
-    closest points, both ways), and ``precision`` / ``recall`` / ``fscore`` per threshold.
+    closest points, both ways), and ``precision`` / ``recall`` / ``fscore`` per threshold; the samples'
+    distances as arrays ``accuracy_distances (n_samples,)`` and ``completeness_distances (n_samples,)``.
     """
     v, f = _mesh(vertices, faces)
     gv, gf = _mesh(gt_vertices, gt_faces)
@@ -106,7 +107,7 @@ def surface_metrics(vertices, faces, gt_vertices, gt_faces, mm_per_unit: float =
     acc, comp = to_gt.distance * mm_per_unit, to_pred.distance * mm_per_unit
     out = {"accuracy": float(acc.mean()), "completeness": float(comp.mean()),
            "chamfer": float(0.5 * (acc.mean() + comp.mean())), "normal_consistency": float(nc),
-           "precision": {}, "recall": {}, "fscore": {}}
+           "precision": {}, "recall": {}, "fscore": {}, "accuracy_distances": acc, "completeness_distances": comp}
     for tau in thresholds_mm:
         p, r = float((acc < tau).mean()), float((comp < tau).mean())
         key = f"{tau:g}mm"

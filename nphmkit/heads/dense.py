@@ -190,8 +190,9 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.metadata: dict = {}
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """RGB ``(B, 3, H, W)`` in [0, 1] with ``H = W = config.image_size`` -> raw ``(B, P, H, W)``."""
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The geometry tokens ``(B, grid * grid, embed_dim)`` of RGB ``(B, 3, S, S)`` in [0, 1]: the decoder's
+        output before the up-sampling head (what a code regressor reads from a frozen predictor)."""
         cfg = self.config
         if images.dim() != 4 or tuple(images.shape[1:]) != (3, cfg.image_size, cfg.image_size):
             raise ValueError(
@@ -206,7 +207,13 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         if cfg.n_views > 1:
             view = self.view_embed[0, 0, :, 0, 0].expand(b, g * g, -1)
             tokens = torch.cat([tokens, view], dim=-1)
-        x = self.vol_decoder(tokens)  # (B, h*w, D)
+        return self.vol_decoder(tokens)  # (B, h*w, D)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB ``(B, 3, H, W)`` in [0, 1] with ``H = W = config.image_size`` -> raw ``(B, P, H, W)``."""
+        cfg = self.config
+        x = self.features(images)
+        b, g = x.shape[0], cfg.grid
         x = x.transpose(1, 2).reshape(b, -1, g, g)
         x = F.gelu(self.t_conv1(x))
         x = F.gelu(self.t_conv2(x))

@@ -14,6 +14,13 @@ transformer layers mixes everything; small MLPs read the query tokens out:
 - pose token -> a rotation (6D, Gram-Schmidt) and a translation (docs/contracts.md pose, scale 1).
 
 ``z_id = [z_glob | z_loc[0..n_anchors-1] | z_bg]`` is the NPHM layout (2176 values at the official sizes).
+
+The frozen backbones are either ViTs built from the config (``backbone="vit"``) or one trained
+:class:`~nphmkit.heads.dense.DensePredictor` whose geometry tokens (:meth:`DensePredictor.features`)
+are read (``backbone="predictor"``, :meth:`RegressorConfig.on_predictor`). A predictor-backed
+regressor's weight folder does not hold the predictor again: its metadata names the predictor
+(``predictor``: a shipped name or a folder) and its ``predictor_sha256``, and :meth:`Pix2NPHMRegressor.load`
+loads that predictor and refuses one whose files differ.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ class RegressorConfig:
     pose_token: bool = True
     attention: str = "sdpa"
     """Attention backend of the regressor's own transformer (the backbones' is in their configs)."""
+    backbone: str = "vit"
+    """``"vit"``: frozen ViTs from ``backbones``; ``"predictor"``: a frozen dense predictor's tokens."""
+    feature_dim: int = 0
+    """Width of the predictor's tokens (``backbone="predictor"``)."""
 
     @property
     def id_dim(self) -> int:
@@ -63,6 +74,15 @@ class RegressorConfig:
         return cls(backbones=(ViTConfig.preset("tiny"),) * 2, image_size=128, width=64, layers=2, heads=4,
                    readout_hidden=64)
 
+    @classmethod
+    def on_predictor(cls, predictor_config, **sizes) -> "RegressorConfig":
+        """Read a frozen dense predictor (its :class:`~nphmkit.heads.dense.DenseConfig`): its input size and
+        token width; ``sizes`` override the rest (default: the small sizes)."""
+        base = dict(width=64, layers=2, heads=4, readout_hidden=64)
+        base.update(sizes)
+        return cls(backbones=(), image_size=predictor_config.image_size, backbone="predictor",
+                   feature_dim=predictor_config.embed_dim, **base)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["backbones"] = [asdict(b) for b in self.backbones]
@@ -73,6 +93,21 @@ class RegressorConfig:
         d = dict(d)
         d["backbones"] = tuple(ViTConfig(**b) for b in d["backbones"])
         return cls(**d)
+
+
+class PredictorBackbone(nn.Module):
+    """A frozen dense predictor seen as a backbone: ``forward_tokens`` of ImageNet-normalized images gives its
+    geometry tokens (:meth:`~nphmkit.heads.dense.DensePredictor.features`) with no prefix tokens."""
+
+    def __init__(self, predictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.config = ViTConfig(embed_dim=predictor.config.embed_dim)
+
+    def forward_tokens(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        p = self.predictor
+        tokens = p.features(images * p.std + p.mean)  # the predictor normalizes itself
+        return [(tokens[:, :0], tokens)]
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -90,13 +125,24 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
     _folder_kind = "Pix2NPHMRegressor"
     _config_class = RegressorConfig
 
-    def __init__(self, config: RegressorConfig | None = None, backbones: list[ViT] | None = None) -> None:
+    def __init__(self, config: RegressorConfig | None = None, backbones: list[ViT] | None = None,
+                 predictor=None) -> None:
         super().__init__()
         self.config = cfg = config or RegressorConfig()
-        if backbones is None:
-            backbones = [ViT(b) for b in cfg.backbones]
-        if len(backbones) != len(cfg.backbones):
-            raise ValueError(f"backbones: expected {len(cfg.backbones)} (the config's), got {len(backbones)}")
+        if cfg.backbone == "predictor":
+            if predictor is None:
+                raise ValueError("predictor: a regressor with backbone='predictor' needs the dense predictor it reads")
+            if predictor.config.embed_dim != cfg.feature_dim or predictor.config.image_size != cfg.image_size:
+                raise ValueError(f"predictor: expected tokens of width {cfg.feature_dim} at {cfg.image_size}^2, got "
+                                 f"{predictor.config.embed_dim} at {predictor.config.image_size}^2")
+            backbones = [PredictorBackbone(predictor)]
+        elif cfg.backbone != "vit":
+            raise ValueError(f"backbone: expected 'vit' or 'predictor', got {cfg.backbone!r}")
+        else:
+            if backbones is None:
+                backbones = [ViT(b) for b in cfg.backbones]
+            if len(backbones) != len(cfg.backbones):
+                raise ValueError(f"backbones: expected {len(cfg.backbones)} (the config's), got {len(backbones)}")
         self.backbones = nn.ModuleList(backbones)
         for bb in self.backbones:
             bb.requires_grad_(False)
@@ -154,6 +200,61 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
             out["rotation"] = rotation_6d_to_matrix(base + pose[:, :6])
             out["translation"] = pose[:, 6:]
         return out
+
+    def save(self, directory, metadata: dict | None = None):
+        """Save to a weight folder; a predictor-backed regressor leaves the predictor out and needs
+        ``metadata["predictor"]`` (a shipped name or a folder) and ``metadata["predictor_sha256"]``."""
+        from nphmkit.weights import save_folder
+
+        meta = dict(self.metadata if metadata is None else metadata)
+        state = self.state_dict()
+        if self.config.backbone == "predictor":
+            if not meta.get("predictor") or not meta.get("predictor_sha256"):
+                raise ValueError("metadata: a predictor-backed regressor needs 'predictor' (a shipped name or folder) "
+                                 "and 'predictor_sha256' (nphmkit.pretrained.weights_sha256)")
+            state = {k: v for k, v in state.items() if not k.startswith("backbones.")}
+        return save_folder(directory, self._folder_kind, self.config.to_dict(), state, meta)
+
+    @classmethod
+    def load(cls, directory, map_location="cpu", predictor=None) -> "Pix2NPHMRegressor":
+        """Load a weight folder (strict). A predictor-backed regressor loads the predictor its metadata names
+        (a shipped name, or a folder relative to the regressor's) after checking its sha256, unless
+        ``predictor`` is given."""
+        import os
+        from pathlib import Path
+
+        from nphmkit.pretrained import SHIPPED, weights_folder, weights_sha256
+        from nphmkit.weights import load_folder, load_state_strict
+
+        if isinstance(directory, str) and not os.path.isdir(directory) and directory in SHIPPED:
+            directory = weights_folder(directory)
+        config, tensors, metadata = load_folder(directory, cls._folder_kind, "cpu")
+        cfg = RegressorConfig.from_dict(config)
+        if cfg.backbone != "predictor":
+            model = cls(cfg)
+            load_state_strict(model, tensors, str(directory))
+        else:
+            if predictor is None:
+                from nphmkit.heads.dense import DensePredictor
+
+                name = str(metadata.get("predictor", ""))
+                folder = weights_folder(name) if name in SHIPPED else Path(directory, name)
+                if not name or not folder.is_dir():
+                    raise FileNotFoundError(f"directory: {directory} reads the predictor {name!r}, not found")
+                digest = weights_sha256(folder)
+                if digest != metadata.get("predictor_sha256"):
+                    raise ValueError(f"directory: {directory} was trained on predictor {name!r} with sha256 "
+                                     f"{metadata.get('predictor_sha256')}, but {folder} has sha256 {digest}")
+                predictor = DensePredictor.load(folder).eval().requires_grad_(False)
+            model = cls(cfg, predictor=predictor)
+            own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbones.")}
+            holder = nn.Module()
+            for k, v in own.items():  # check the regressor's own tensors strictly, as for any weight folder
+                holder.register_buffer(k.replace(".", "__"), v)
+            load_state_strict(holder, {k.replace(".", "__"): v for k, v in tensors.items()}, str(directory))
+            model.load_state_dict(tensors, strict=False)
+        model.metadata = metadata
+        return model.to(map_location)
 
     def parameter_summary(self) -> dict[str, dict[str, int]]:
         """Trainable and frozen parameter counts per top-level part."""

@@ -5,11 +5,12 @@ camera ``x_cam = R @ x_world + t``. Pixel ``(u, v)`` has its centre at ``(u + 0.
 Head pose (docs/contracts.md): ``x_world = s * R_h @ x_nphm + t_h``; for single-view fitting world = camera.
 
 Default intrinsics for a square head crop: focal length ``DEFAULT_FOCAL x`` the image width
-(a 28 degree field of view), principal point at the image centre. The default crop pose
-(:func:`default_crop_pose`) puts a frontal head on the optical axis at the depth where the head
-(crown to chin, :data:`HEAD_EXTENT`) fills the crop divided by the crop enlargement
-(:data:`CROP_ENLARGE`, Pixel3DMM's x1.42 box): ``2.0 * 1.42 * 0.95 = 2.70`` NPHM units (67 cm),
-the mean camera distance of the synthetic dataset.
+(a 28 degree field of view), principal point at the image centre. A crop is the square box
+around the face (mid-forehead to chin, cheek to cheek) enlarged x1.42 (:data:`CROP_ENLARGE`, Pixel3DMM's
+convention). The default crop pose (:func:`default_crop_pose`) puts a frontal head's face centre
+(:data:`CROP_CENTRE`) on the optical axis at the depth where its face box (:data:`FACE_EXTENT`
+high) times 1.42 fills the crop: ``2.0 * 1.42 * 0.65 = 1.85`` NPHM units (46 cm) at the default
+focal length.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from dataclasses import dataclass, replace
 import torch
 
 from nphmkit._checks import check_tensor
-from nphmkit.transforms import nphm_to_world, world_to_nphm  # noqa: F401  (re-exported: the head pose)
+from nphmkit.transforms import FRONTAL_ROTATION, nphm_to_world, world_to_nphm  # noqa: F401  (re-exported: the head pose)
 
 DEFAULT_FOCAL = 2.0
 """Default focal length as a multiple of the image width (square head crops)."""
 CROP_ENLARGE = 1.42
 """A crop is the square box around the detected head enlarged by this factor (Pixel3DMM's convention)."""
-HEAD_EXTENT = 0.95
-"""Crown-to-chin height of an average head in NPHM units (24 cm): what fills the box before enlargement."""
-CROP_CENTRE = (0.0, 0.0, -0.02)
-"""The head-space point that the default crop pose puts on the optical axis (NPHM units)."""
-FRONTAL = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+FACE_EXTENT = 0.65
+"""Longer side of an average face box (mid-forehead to chin) in NPHM units (16 cm): what fills the crop before
+the x1.42 enlargement (the synthetic family's mean, nphmkit.data.synthetic.framing)."""
+CROP_CENTRE = (0.0, -0.02, 0.13)
+"""The head-space point that the default crop pose puts on the optical axis: the face box centre (NPHM units)."""
+FRONTAL = FRONTAL_ROTATION
 """Head-to-camera rotation of a frontal view without head rotation: the head's y (up) and z (towards the
 viewer) become the camera's -y and -z (camera y points down, z away from the viewer)."""
 
@@ -39,11 +41,11 @@ def default_crop_pose(batch: int = 1, focal: float = DEFAULT_FOCAL, dtype=torch.
     """The head pose a crop is framed for, ``R (batch, 3, 3)``, ``t (batch, 3)`` (``x_cam = R x_head + t``).
 
     Frontal (:data:`FRONTAL`), :data:`CROP_CENTRE` on the optical axis, at depth
-    ``focal * CROP_ENLARGE * HEAD_EXTENT`` (2.70 NPHM units at the default focal length ``focal``,
+    ``focal * CROP_ENLARGE * FACE_EXTENT`` (1.85 NPHM units at the default focal length ``focal``,
     a multiple of the image width). Where fits start without a pose of their own.
     """
     R = torch.tensor(FRONTAL, dtype=dtype, device=device).expand(batch, 3, 3).clone()
-    depth = focal * CROP_ENLARGE * HEAD_EXTENT
+    depth = focal * CROP_ENLARGE * FACE_EXTENT
     centre = torch.tensor(CROP_CENTRE, dtype=dtype, device=device)
     t = torch.tensor([0.0, 0.0, depth], dtype=dtype, device=device) - R[0] @ centre
     return R, t.expand(batch, 3).clone()

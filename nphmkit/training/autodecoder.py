@@ -63,6 +63,53 @@ class TrainResult:
     seconds: float
 
 
+def autodecoder_terms(
+    model: NPHM, zi, ze, z_anchor_ids, anchors_gt, xs, normals, canonical_gt, valid, xn, near_gt, xf, space_gt,
+    neutral, space_clamp: float, layout: CodeLayout, per_item: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The unweighted loss terms of one auto-decoder step (MonoNPHM's, see the module doc).
+
+    ``zi (B, id_dim)``, ``ze (B, lat_dim_ex)`` the codes of ``B`` shapes; ``z_anchor_ids (I, id_dim)``
+    and ``anchors_gt (I, 65, 3)`` the distinct identities among them; surface points ``xs (B, M, 3)``
+    with ``normals``, ``canonical_gt (B, M, 3)`` and ``valid (B, M)``; near points ``xn (B, K, 3)`` with
+    ``near_gt (B, K)``; free-space points ``xf (B, F, 3)`` with ``space_gt (B, F)``; ``neutral (B,)`` bool.
+
+    ``per_item=True``: every term is a mean over the ``B`` shapes of a per-shape value (anchors of each
+    shape's identity, correspondence per shape, zero deformation counted over all ``B``), so the mean of
+    the terms over equal shards of a batch is the term of the whole batch: data-parallel training then
+    computes exactly the single-process step. Otherwise (:func:`train_autodecoder`) anchors are averaged
+    over the distinct identities and correspondence and zero deformation over the points that have them.
+    """
+    sdf_s, grad_s = model.sdf_and_gradient(xs, zi, ze, backend="torch", create_graph=True)
+    values = model.sdf(torch.cat([xn, xf], dim=1), zi, ze, backend="torch")[..., 0]
+    v_near, v_space = values[:, : xn.shape[1]], values[:, xn.shape[1] :]
+    can = model.canonical(xs, zi, ze, backend="torch")
+    c = space_clamp
+    deform = torch.cat([can[..., :3] - xs, can[..., 3:]], dim=-1)
+    anchor_err = ((model.anchors(z_anchor_ids) - anchors_gt) ** 2).sum(-1).mean()
+    corr = ((can[..., :3] - canonical_gt) ** 2).sum(-1)
+    if per_item:
+        corr_term = ((corr * valid).sum(1) / valid.sum(1).clamp_min(1)).mean()
+        zero = ((deform ** 2).sum(-1).mean(1) * neutral).mean()
+    else:
+        corr_term = (corr * valid).sum() / valid.sum().clamp_min(1)
+        zero = (deform[neutral] ** 2).sum(-1).mean() if bool(neutral.any()) else xs.new_zeros(())
+    return {
+        "surface": sdf_s.abs().mean(),
+        "normals": normal_loss(grad_s, normals),
+        "eikonal": eikonal_loss(grad_s),
+        "near": (v_near - near_gt).abs().mean(),
+        "space": (v_space.clamp(-c, c) - space_gt.clamp(-c, c)).abs().mean(),
+        "anchors": anchor_err,
+        "correspondence": corr_term,
+        "neutral_zero": zero,
+        "hyper": can[..., 3:].abs().mean(),
+        "reg_id": sum(code_norms(zi, layout)),
+        "reg_ex": expression_norm(ze),
+        "symmetry": symmetry_loss(zi, layout),
+    }
+
+
 def train_autodecoder(
     model: NPHM, samples: ShapeSamples, config: AutoDecoderConfig = AutoDecoderConfig(), progress: bool | None = None,
     log=print,
@@ -110,29 +157,13 @@ def train_autodecoder(
         zi = z_id[samples.identity_index[shapes]]
         ze = z_ex[samples.expression_index[shapes]]
 
-        sdf_s, grad_s = model.sdf_and_gradient(xs, zi, ze, backend="torch", create_graph=True)
-        values = model.sdf(torch.cat([xn, xf], dim=1), zi, ze, backend="torch")[..., 0]
-        v_near, v_space = values[:, : xn.shape[1]], values[:, xn.shape[1] :]
-        can = model.canonical(xs, zi, ze, backend="torch")
-        c = cfg.space_clamp
-        corr_w = w.correspondence + (w.correspondence_final - w.correspondence) * step / max(cfg.steps - 1, 1)
         neutral = samples.is_neutral[shapes]
-        deform = torch.cat([can[..., :3] - xs, can[..., 3:]], dim=-1)
         ids = torch.unique(samples.identity_index[shapes])
-        terms = {
-            "surface": sdf_s.abs().mean(),
-            "normals": normal_loss(grad_s, normals),
-            "eikonal": eikonal_loss(grad_s),
-            "near": (v_near - near_gt).abs().mean(),
-            "space": (v_space.clamp(-c, c) - space_gt.clamp(-c, c)).abs().mean(),
-            "anchors": ((model.anchors(z_id[ids]) - samples.anchors[ids]) ** 2).sum(-1).mean(),
-            "correspondence": (((can[..., :3] - canonical_gt) ** 2).sum(-1) * valid).sum() / valid.sum().clamp_min(1),
-            "neutral_zero": (deform[neutral] ** 2).sum(-1).mean() if bool(neutral.any()) else xs.new_zeros(()),
-            "hyper": can[..., 3:].abs().mean(),
-            "reg_id": sum(code_norms(zi, layout)),
-            "reg_ex": expression_norm(ze),
-            "symmetry": symmetry_loss(zi, layout),
-        }
+        corr_w = w.correspondence + (w.correspondence_final - w.correspondence) * step / max(cfg.steps - 1, 1)
+        terms = autodecoder_terms(
+            model, zi, ze, z_id[ids], samples.anchors[ids], xs, normals, canonical_gt, valid, xn, near_gt, xf, space_gt,
+            neutral, cfg.space_clamp, layout,
+        )
         weights = {**asdict(w), "correspondence": corr_w}
         loss = sum(weights[k] * v for k, v in terms.items())
         optim.zero_grad(set_to_none=True)

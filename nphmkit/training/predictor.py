@@ -5,16 +5,14 @@ Any folder in the dataset layout (docs/contracts.md "Datasets": ``index.json``, 
 ``nphmkit synth``'s. Losses follow Pixel3DMM: L1 on normals and canonical points inside the target
 mask, plus a mask term (binary cross-entropy on the mask logits); weights in the config.
 
-Augmentations (each seeded by ``(seed, step, item)``, so runs resume and shard exactly): horizontal
-flip (canonical x and normal x negated), colour jitter (brightness, contrast, saturation), a random
-background colour or noise pattern behind the head, blur, pixel noise.
+Augmentations (:mod:`nphmkit.training.augment`, each seeded by ``(seed, step, item)``, so runs resume
+and shard exactly): horizontal flip, background, colour jitter, blur, noise, JPEG compression.
 
     nphmkit train predictor --config small -o runs/predictor --set run.steps=2000
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,21 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nphmkit.heads.dense import DenseConfig, DensePredictor
+from nphmkit.training.augment import Augment, augment_item
 from nphmkit.training.runner import RunConfig
-
-
-@dataclass
-class Augment:
-    flip: float = 0.5
-    """Probability of a horizontal flip."""
-    colour: float = 0.3
-    """Strength of brightness / contrast / saturation jitter (0: none)."""
-    background: float = 0.8
-    """Probability of replacing the background (a random colour, or coloured noise half the time)."""
-    blur: float = 0.3
-    """Probability of a small Gaussian blur (sigma up to 1.2 px)."""
-    noise: float = 0.02
-    """Standard deviation of the pixel noise, at most."""
 
 
 @dataclass
@@ -66,46 +51,6 @@ PRESETS = {
     "small": PredictorTrainConfig,
     "tiny": lambda: PredictorTrainConfig(run=RunConfig(steps=20, batch_size=4, lr=1e-3, log_every=5, checkpoint_every=10)),
 }
-
-
-def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``(3, H, W)`` blurred by a separable Gaussian of ``sigma`` pixels."""
-    r = max(1, math.ceil(2 * sigma))
-    x = torch.arange(-r, r + 1, dtype=img.dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    c = img.shape[0]
-    out = F.conv2d(F.pad(img[None], (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return out[0]
-
-
-def augment_item(rgb, normals, canonical, mask, cfg: Augment, g: torch.Generator):
-    """Augment one channels-first item: ``rgb (3, H, W)``, ``normals``, ``canonical (3, H, W)``, ``mask (H, W)``."""
-    u = lambda: float(torch.rand((), generator=g))  # noqa: E731
-    if u() < cfg.flip:
-        rgb, normals, canonical, mask = rgb.flip(-1), normals.flip(-1), canonical.flip(-1), mask.flip(-1)
-        sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
-        normals, canonical = normals * sign, canonical * sign
-    if u() < cfg.background:
-        if u() < 0.5:
-            bg = torch.rand(3, 1, 1, generator=g).expand_as(rgb)
-        else:  # coloured noise at a random scale: clutter
-            s = int(4 + 28 * u())
-            bg = F.interpolate(torch.rand(1, 3, s, s, generator=g), size=rgb.shape[-2:], mode="bilinear",
-                               align_corners=False)[0]
-        rgb = torch.where(mask[None], rgb, bg)
-    if cfg.colour > 0:
-        a = cfg.colour
-        gray = rgb.mean(0, keepdim=True)
-        rgb = torch.lerp(gray, rgb, 1 + a * (2 * u() - 1))  # saturation
-        rgb = (rgb - rgb.mean()) * (1 + a * (2 * u() - 1)) + rgb.mean()  # contrast
-        rgb = rgb * (1 + a * (2 * u() - 1)) + 0.1 * a * (2 * torch.rand(3, 1, 1, generator=g) - 1)  # brightness, tint
-    if u() < cfg.blur:
-        rgb = _blur(rgb, 0.3 + 0.9 * u())
-    if cfg.noise > 0:
-        rgb = rgb + cfg.noise * u() * torch.randn(rgb.shape, generator=g)
-    return rgb.clamp(0, 1), normals, canonical, mask
 
 
 class PredictorTask:

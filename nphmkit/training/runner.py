@@ -100,6 +100,9 @@ class TrainTask(Protocol):
         """Write the result (e.g. a weight folder) at the end of training (rank 0 only)."""
         ...
 
+    # Optional: ``param_groups(model) -> list[dict]``, optimizer groups whose ``"lr"`` is a multiple of
+    # ``run.lr`` (e.g. per-shape codes learning faster than the network); default one group at ``run.lr``.
+
 
 def batch_indices(step: int, n_items: int, batch_size: int, seed: int) -> torch.Tensor:
     """Items ``(batch_size,)`` of global step ``step``: positions ``[step B, (step + 1) B)`` of a stream of
@@ -204,8 +207,11 @@ def train(task: TrainTask, cfg: RunConfig, run_dir: str | os.PathLike, resume: b
         run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = task.build_model().to(world.device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    if hasattr(task, "param_groups"):
+        groups = [{**g, "lr": cfg.lr * g.get("lr", 1.0)} for g in task.param_groups(model)]
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
     start = 0
     found = latest_checkpoint(run_dir) if resume else None

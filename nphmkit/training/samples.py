@@ -4,7 +4,9 @@ and free-space points with exact SDF values, and anchors. Everything is precompu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -112,3 +114,50 @@ def build_samples(
         is_neutral=torch.tensor(neutral),
         anchors=anchors,
     )
+
+
+_FIELDS = ("surface", "normals", "canonical", "valid", "near", "near_sdf", "space", "space_sdf", "identity_index",
+           "expression_index", "is_neutral", "anchors")
+
+
+def save_samples(samples: ShapeSamples, path: str | os.PathLike) -> Path:
+    """Write ``samples`` as one safetensors file (atomically); :func:`load_samples` reads it back."""
+    from safetensors.torch import save_file
+
+    from nphmkit._io import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: getattr(samples, k).contiguous() for k in _FIELDS}, str(tmp), metadata={"format": "nphmkit-samples"})
+    return path
+
+
+def load_samples(path: str | os.PathLike) -> ShapeSamples:
+    """Read a samples file (:func:`save_samples`); checks that every field is there with consistent shapes.
+
+    Your own data: a safetensors file with the :class:`ShapeSamples` fields (float32 points and
+    values, bool ``valid`` / ``is_neutral``, int64 indices; ``anchors (I, 65, 3)`` in canonical space).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data: no samples file at {path}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"data: {path} is not a readable safetensors samples file ({err})") from None
+    missing = [k for k in _FIELDS if k not in tensors]
+    if missing:
+        raise ValueError(f"data: {path} lacks the samples field(s) {missing}")
+    s = ShapeSamples(**{k: tensors[k] for k in _FIELDS})
+    n = s.surface.shape[0]
+    for k in _FIELDS[:8] + ("identity_index", "expression_index", "is_neutral"):
+        if getattr(s, k).shape[0] != n:
+            raise ValueError(f"data: {path}: {k} has {getattr(s, k).shape[0]} shapes, surface has {n}")
+    if s.anchors.dim() != 3 or s.anchors.shape[0] <= int(s.identity_index.max()):
+        raise ValueError(f"data: {path}: anchors {tuple(s.anchors.shape)} do not cover identity index "
+                         f"{int(s.identity_index.max())}")
+    return s

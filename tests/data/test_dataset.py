@@ -29,7 +29,12 @@ def test_synth_command_writes_the_dataset_layout(tmp_path, capsys):
     assert item["normals"].dtype == torch.float32 and item["K"].shape == (3, 3)
     n = item["normals"][item["mask"]]
     assert_close(n.norm(dim=-1), torch.ones(n.shape[0]), atol=1e-4)
-    assert bool((n[:, 2] < 0.2).all())  # facing the camera
+    # facing the camera: against each pixel's viewing ray (with perspective, not against the optical axis)
+    ys, xs = torch.nonzero(item["mask"], as_tuple=True)
+    pix = torch.stack([xs + 0.5, ys + 0.5, torch.ones_like(xs, dtype=torch.float32)], -1)
+    rays = torch.nn.functional.normalize(pix @ torch.linalg.inv(item["K"]).T, dim=-1)
+    facing = (n * rays).sum(-1)
+    assert float((facing < 0).float().mean()) > 0.98 and float(facing.mean()) < -0.4, float(facing.max())
     assert sorted(p.name for p in (tmp_path / "ds").iterdir())[:2] == ["000000_maps.npz", "000000_rgb.png"]
     assert main(["synth", "-n", "0", "-o", str(tmp_path / "x"), "--quiet"]) == 2
 

@@ -12,7 +12,7 @@ import torch
 from nphmkit.cli import main
 from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
 from nphmkit.heads import DensePredictor
-from nphmkit.training.predictor import Augment, augment_item
+from nphmkit.training.augment import Augment, augment_item, jpeg
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +28,44 @@ def test_flip_mirrors_targets_and_background_stays_outside_the_head():
     normals, canonical = torch.randn(3, 16, 16, generator=g), torch.randn(3, 16, 16, generator=g)
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:12, 2:7] = True
-    only_flip = Augment(flip=1.0, colour=0.0, background=0.0, blur=0.0, noise=0.0)
+    only_flip = Augment(flip=1.0, colour=0.0, background=0.0, blur=0.0, noise=0.0, jpeg=0.0)
     r, n, c, m = augment_item(rgb, normals, canonical, mask, only_flip, torch.Generator().manual_seed(1))
     assert torch.equal(m, mask.flip(-1)) and torch.equal(r, rgb.flip(-1))
     assert torch.equal(n[0], -normals[0].flip(-1)) and torch.equal(c[1:], canonical[1:].flip(-1))
-    only_bg = Augment(flip=0.0, colour=0.0, background=1.0, blur=0.0, noise=0.0)
+    only_bg = Augment(flip=0.0, colour=0.0, background=1.0, blur=0.0, noise=0.0, jpeg=0.0)
     r, n, c, m = augment_item(rgb, normals, canonical, mask, only_bg, torch.Generator().manual_seed(2))
     assert torch.equal(r[:, mask], rgb[:, mask]) and not torch.equal(r[:, ~mask], rgb[:, ~mask])
     again = augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))
     assert torch.equal(again[0], augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))[0])
     assert again[0].min() >= 0 and again[0].max() <= 1
+
+
+@pytest.mark.parametrize("size", [(16, 16), (37, 53)])
+def test_jpeg_matches_an_encoder_round_trip(size):
+    pil = pytest.importorskip("PIL.Image")
+    import io
+
+    import numpy as np
+
+    g = torch.Generator().manual_seed(size[1])
+    low = torch.rand(1, 3, 5, 7, generator=g)  # smooth content with an edge: blocking and ringing show
+    img = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)[0]
+    img[:, :, size[1] // 2:] *= 0.4
+    img = torch.round(img * 255) / 255
+    errors = []
+    for quality in (20, 50, 90):
+        ours = jpeg(img, quality)
+        assert ours.shape == img.shape and ours.min() >= 0 and ours.max() <= 1
+        buf = io.BytesIO()
+        pil.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=quality)
+        ref = torch.from_numpy(np.array(pil.open(buf))).permute(2, 0, 1).float() / 255
+        err, ref_err = float((ours - img).abs().mean()), float((ref - img).abs().mean())
+        assert 0.6 * ref_err < err < 1.5 * ref_err, (quality, err, ref_err)
+        assert float((ours - ref).abs().mean()) < 0.6 * ref_err + 2e-3, quality
+        errors.append(err)
+    assert errors[0] > errors[1] > errors[2] > 0
+    with pytest.raises(ValueError, match="img: expected"):
+        jpeg(torch.rand(1, 8, 8), 50)
 
 
 def test_train_command_writes_a_loadable_predictor(dataset, tmp_path, capsys):

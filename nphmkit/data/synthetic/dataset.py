@@ -1,7 +1,10 @@
 """Write datasets of rendered synthetic heads: RGB images with exact normal and canonical maps.
 
 Image ``i`` shows head ``i // (E * V)`` with expression ``(i // V) % E`` from view ``i % V``
-(E expressions per head, the first neutral; V views per expression). Layout (docs/contracts.md): one
+(E expressions per head, the first neutral; V views per expression). Every image is framed as a
+photo's face crop: the square box around the face enlarged x1.42 (:mod:`.framing`), with small
+random shifts and scalings of the box (crop jitter) and a random crop focal length (perspective).
+Layout (docs/contracts.md): one
 ``index.json`` and per image ``NNNNNN_rgb.png`` and ``NNNNNN_maps.npz``. Every file is
 written atomically and ``index.json`` last, so an interrupted run leaves no index.
 """
@@ -21,9 +24,10 @@ import torch
 from nphmkit._io import write_bytes, write_text
 from nphmkit.data.image_io import write_png
 from nphmkit.data.synthetic import params as P
+from nphmkit.data.synthetic.framing import crop_camera, face_points
 from nphmkit.data.synthetic.head import BROW, EYE, LIPS, MOUTH, SyntheticHead
 from nphmkit.data.synthetic.landmarks import landmarks
-from nphmkit.render import Camera, RenderConfig, render
+from nphmkit.render import RenderConfig, render
 
 # skin tones (linear RGB albedo) from light to dark; a head's tone is a random blend of neighbours
 SKIN_TONES = torch.tensor(
@@ -39,14 +43,18 @@ class SynthConfig:
     expressions_per_head: int = 2
     views_per_expression: int = 2
     seed: int = 0
-    distance: tuple[float, float] = (2.4, 3.0)
-    """Camera distance from the head centre, NPHM units (1 = 25 cm)."""
     yaw: tuple[float, float] = (-0.6, 0.6)
     """Camera azimuth range in radians (0 = frontal)."""
     pitch: tuple[float, float] = (-0.2, 0.3)
-    focal: float = 2.0
-    """Focal length as a multiple of the image width."""
-    target: tuple[float, float, float] = (0.0, 0.0, -0.02)
+    focal: tuple[float, float] = (1.8, 4.0)
+    """Range of the crop's focal length, multiples of the image width (sampled log-uniformly; the
+    camera distance follows from it: about 1.7 to 3.7 NPHM units, 41 to 92 cm)."""
+    shift: float = 0.03
+    """Crop jitter: the box centre moves by up to this fraction of the crop side, in x and y."""
+    scale: tuple[float, float] = (0.93, 1.07)
+    """Scale jitter: range of the factor on the crop side."""
+    target: tuple[float, float, float] = (0.0, -0.02, 0.13)
+    """The head point the camera looks at (the mean face box centre, NPHM units)."""
     batch: int = 4
     """Images rendered together."""
 
@@ -68,13 +76,16 @@ def image_plan(i: int, cfg: SynthConfig) -> dict:
     g = _rng(cfg.seed * 1_000_003 + i)
     yaw = _uniform(g, *cfg.yaw)[0]
     pitch = _uniform(g, *cfg.pitch)[0]
-    dist = _uniform(g, *cfg.distance)[0]
+    focal = math.exp(float(_uniform(g, math.log(cfg.focal[0]), math.log(cfg.focal[1]))[0]))
+    shift = (2 * torch.rand(2, generator=g) - 1) * cfg.shift
+    scale = float(_uniform(g, *cfg.scale)[0])
     tone = _uniform(_rng(cfg.seed * 10_007 + head), 0.0, len(SKIN_TONES) - 1.0)[0]
     light = torch.cat([_uniform(g, -0.8, 0.8), _uniform(g, -0.8, 0.3), -_uniform(g, 0.6, 1.0)])
     light = torch.nn.functional.normalize(light, dim=0)  # towards the light, camera frame
     return {
         "head": head, "expression": expr, "view": view, "identity": identity, "expression_params": expression,
-        "yaw": float(yaw), "pitch": float(pitch), "distance": float(dist), "tone": float(tone), "light": light,
+        "yaw": float(yaw), "pitch": float(pitch), "focal": focal, "shift": shift, "scale": scale,
+        "tone": float(tone), "light": light,
         "ambient": float(_uniform(g, 0.25, 0.45)[0]), "background": torch.rand(2, 3, generator=g) * 0.8 + 0.1,
     }
 
@@ -111,18 +122,17 @@ def _albedo(head: SyntheticHead, points: torch.Tensor, mask: torch.Tensor, skin:
 
 
 def render_batch(plans: list[dict], cfg: SynthConfig):
-    """Render the images of ``plans``: RGB ``(B, H, W, 3)``, the render output, cameras, heads."""
+    """Render the images of ``plans``: RGB ``(B, H, W, 3)``, the render output, cameras, heads, face boxes ``(B, 4)``."""
     b = len(plans)
     head = SyntheticHead(torch.stack([p["identity"] for p in plans]), torch.stack([p["expression_params"] for p in plans]))
     yaw = torch.tensor([p["yaw"] for p in plans])
     pitch = torch.tensor([p["pitch"] for p in plans])
-    dist = torch.tensor([p["distance"] for p in plans])
     target = torch.tensor(cfg.target).expand(b, 3)
-    eye = target + dist[:, None] * torch.stack(
-        [torch.sin(yaw) * torch.cos(pitch), torch.sin(pitch), torch.cos(yaw) * torch.cos(pitch)], dim=-1
+    direction = torch.stack([torch.sin(yaw) * torch.cos(pitch), torch.sin(pitch), torch.cos(yaw) * torch.cos(pitch)], -1)
+    camera, box = crop_camera(
+        face_points(head), direction, target, cfg.image_size, torch.tensor([p["focal"] for p in plans]),
+        torch.stack([p["shift"] for p in plans]), torch.tensor([p["scale"] for p in plans]),
     )
-    size = (cfg.image_size, cfg.image_size)
-    camera = Camera.look_at(eye, target, image_size=size, focal=cfg.focal)
     with torch.no_grad():
         out = render(head.sdf, camera, head.canonical, RenderConfig(), differentiable=False)
     skin = torch.stack([_skin(p["tone"]) for p in plans])
@@ -136,7 +146,7 @@ def render_batch(plans: list[dict], cfg: SynthConfig):
     bg = torch.stack([p["background"] for p in plans])
     background = torch.lerp(bg[:, 0][:, None, None, :], bg[:, 1][:, None, None, :], rows)
     rgb = torch.where(out.mask[..., None], shaded.clamp(0, 1) ** (1 / 1.4), background.expand_as(shaded))
-    return rgb, out, camera, head
+    return rgb, out, camera, head, box
 
 
 def write_dataset(
@@ -154,7 +164,7 @@ def write_dataset(
     for start in range(0, n_images, config.batch):
         idx = list(range(start, min(start + config.batch, n_images)))
         plans = [image_plan(i, config) for i in idx]
-        rgb, out, camera, head = render_batch(plans, config)
+        rgb, out, camera, head, box = render_batch(plans, config)
         marks = landmarks(head)
         for j, i in enumerate(idx):
             stem = f"{i:06d}"
@@ -175,6 +185,8 @@ def write_dataset(
                 "rgb": f"{stem}_rgb.png", "maps": f"{stem}_maps.npz",
                 "image_size": [config.image_size, config.image_size],
                 "K": camera.K[j].tolist(), "R": camera.R[j].tolist(), "t": camera.t[j].tolist(),
+                "face_box": box[j].tolist(), "focal": float(camera.K[j, 0, 0]) / config.image_size,
+                "distance": float(camera.center()[j].sub(torch.tensor(config.target)).norm()),
                 "identity": dict(zip(P.IDENTITY_NAMES, p["identity"].tolist())),
                 "expression_params": dict(zip(P.EXPRESSION_NAMES, p["expression_params"].tolist())),
                 "landmarks": marks[j].tolist(),
@@ -185,6 +197,7 @@ def write_dataset(
     index = {
         "description": "nphmkit synthetic head family (analytic heads, not real people); world = NPHM space",
         "frames": "camera: OpenCV, x_cam = R x_world + t; normals in the camera frame; canonical in NPHM units",
+        "framing": "square box around the face box (face_box, crop pixels) enlarged x1.42, with crop jitter",
         "config": asdict(config),
         "images": records,
     }

@@ -1,0 +1,93 @@
+"""Dense predictor speed: inference (small at 128^2, Pixel3DMM-size at 512^2) and training throughput per process count.
+
+    python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training]
+
+Inference: median time of ``predict_maps`` per batch, images/s. Training: ``nphmkit train
+predictor`` (the small preset, batch 16) on a freshly rendered 64-image dataset, as one process
+with all threads, one process with one thread, and ``torchrun`` with 2 processes of one thread
+each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
+the first (warm-up) row. The ratio column compares each to one process with all threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from _timing import machine, median_time
+from nphmkit.heads import DenseConfig, DensePredictor
+
+
+def inference(device: str) -> None:
+    print(f"{'network':<24s} {'size':>5s} {'batch':>5s} {'params':>9s} {'s/batch':>8s} {'img/s':>7s}")
+    cases = [("small (shipped)", DenseConfig.small(), 128, 1), ("small (shipped)", DenseConfig.small(), 128, 16),
+             ("Pixel3DMM ViT-S/16", DenseConfig.pixel3dmm(), 512, 1)]
+    for name, cfg, size, batch in cases:
+        net = DensePredictor(cfg).eval().to(device)
+        images = torch.rand(batch, size, size, 3, device=device)
+        with torch.no_grad():
+            t = median_time(lambda: net.predict_maps(images), repeats=3 if size < 512 else 2)  # noqa: B023
+        params = sum(p.numel() for p in net.parameters())
+        print(f"{name:<24s} {size:5d} {batch:5d} {params / 1e6:8.2f}M {t:8.3f} {batch / t:7.1f}")
+
+
+def _train(data: Path, run: Path, steps: int, procs: int, threads: int, device: str) -> tuple[float, float]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = ["-m", "nphmkit", "train", "predictor", "--config", "small", "--set", f"data={data}", "--set",
+           f"run.steps={steps}", "--set", "run.log_every=10", "--set", f"run.checkpoint_every={steps}",
+           "-o", str(run), "--quiet", "--device", device]
+    if procs > 1:
+        cmd = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), *cmd]
+    else:
+        cmd += ["--threads", str(threads)]
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"training run failed ({procs} processes):\n{done.stderr[-2000:]}")
+    with open(run / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[1:]
+    rate = sum(float(r["items_per_s"]) for r in rows) / len(rows)
+    return rate, 16 / rate
+
+
+def training(steps: int, device: str) -> None:
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_dataset(Path(tmp) / "data", 64, SynthConfig(image_size=128, seed=5), progress=False)
+        cases = [(1, cores, f"1 process x {cores} threads"), (1, 1, "1 process x 1 thread"),
+                 (2, 1, "2 processes x 1 thread (torchrun)")]
+        if device == "cuda":
+            gpus = torch.cuda.device_count()
+            cases = [(1, cores, "1 process, 1 GPU")] + ([(gpus, 1, f"{gpus} processes, {gpus} GPUs")] if gpus > 1 else [])
+        print(f"{'training (small, batch 16)':<36s} {'img/s':>7s} {'s/step':>7s} {'ratio':>6s}")
+        base = None
+        for i, (procs, threads, name) in enumerate(cases):
+            rate, step = _train(data, Path(tmp) / f"run{i}", steps, procs, threads, device)
+            base = base or rate
+            print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-training", action="store_true")
+    args = parser.parse_args()
+    if args.steps < 20:
+        raise SystemExit(f"--steps: expected at least 20 (the first logged 10 are warm-up), got {args.steps}")
+    print(f"machine: {machine()}; device {args.device}; torch {torch.__version__}")
+    inference(args.device)
+    if not args.skip_training:
+        training(args.steps, args.device)
+
+
+if __name__ == "__main__":
+    main()

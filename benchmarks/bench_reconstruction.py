@@ -1,0 +1,217 @@
+"""The synthetic reconstruction benchmark: Pix2NPHM stage by stage on held-out synthetic images with exact ground truth.
+
+    python benchmarks/bench_reconstruction.py [--data out/small_predictor/heldout] [--images 20] [--steps 100]
+                                              [--out out/bench_reconstruction] [--resolution 96]
+
+Images: the first ``--images`` of a held-out dataset folder (default: the predictor script's seed-11
+renders: heads, expressions and views no model saw; rendered if missing). Stages, same images and steps:
+
+  (a) feed-forward: the regressor's codes and pose (skipped without a trained regressor);
+  (b) refined from predicted maps: Pix2NPHM (predictor maps -> fit_image from (a), or from the PnP start);
+  (c) refined from exact maps: fit_image from the same start against the renderer's exact maps;
+  (d) fit_points on the ground-truth surface (head space, true pose): the 3D floor of the head model.
+
+Figures (mm = NPHM units x 250): ``posed`` = mean distance of ground-truth surface points to the
+reconstruction in its own pose (single-view depth and size trade off here); ``now`` = NoW protocol
+(the reconstruction aligned to the ground-truth face region within 100 mm of the nose tip by the 7
+landmarks and rigid ICP; median and mean of the scan-to-mesh distances); ``landmarks`` = mean
+posed landmark error; ``normals`` = mean angle to the exact normal map where both see the head
+(deg); ``neutral`` = chamfer of the neutral mesh to the ground-truth neutral (head space); seconds per
+image. Per-image results are kept in ``OUT/items/`` (a rerun resumes); ``OUT/summary.json``,
+``OUT/cdf.png`` (NoW distances per stage, plot extra) and ``OUT/gallery.png`` (best, median, worst
+of stage b: input | overlay | reconstruction, from ``OUT/items/NNN_b.png``) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("a_feed_forward", "b_refined_predicted", "c_refined_exact", "d_fit_points")
+
+
+def _camera_points(R, t, points):
+    return torch.einsum("ij,nj->ni", R, points) + t
+
+
+def _to_head(rotation, translation, scale, points):
+    return torch.einsum("ji,nj->ni", rotation, points - translation) / scale
+
+
+def evaluate_stage(model, codes, pose, gt: dict, item: dict, resolution: int) -> dict:
+    """Figures of one reconstruction (codes ``(z_id, z_ex)`` with pose ``(R, t, s)``, camera frame)."""
+    from nphmkit.eval import face_region, now_errors, surface_metrics
+    from nphmkit.mesh import extract_mesh
+    from nphmkit.render import Camera, render
+
+    z_id, z_ex = codes
+    R, t, s = pose
+    field = model.field(z_id, z_ex)
+    with torch.no_grad():
+        in_head = _to_head(R[0], t[0], s[0], gt["surface_cam"])
+        posed_mm = float(field(in_head[None]).abs().mean() * 250)
+        mesh = extract_mesh(field, resolution=resolution, progress=False)
+        neutral = extract_mesh(model.field(z_id, None), resolution=resolution, progress=False)
+        marks = model.landmarks(z_id, z_ex)[0]
+    verts_cam = s[0] * torch.einsum("ij,nj->ni", R[0], mesh.vertices) + t[0]
+    marks_cam = s[0] * torch.einsum("ij,nj->ni", R[0], marks) + t[0]
+    region = face_region(gt["mesh_cam"], gt["landmarks_cam"][4], 0.4)  # 100 mm around the nose tip
+    now = now_errors(gt["mesh_cam"], gt["landmarks_cam"], verts_cam, mesh.faces, marks_cam, mm_per_unit=250,
+                     mask=region)
+    cam = Camera(item["K"][None], R, t, tuple(item["mask"].shape))
+    with torch.no_grad():
+        out = render(model.field(z_id, z_ex), cam, differentiable=False) if float(s[0]) == 1 else None
+    normals = float("nan")
+    if out is not None:
+        both = out.mask[0] & item["mask"]
+        if bool(both.any()):
+            cos = (out.normals[0][both] * item["normals"][both]).sum(-1).clamp(-1, 1)
+            normals = float(torch.rad2deg(torch.acos(cos)).mean())
+    neutral_fig = surface_metrics(neutral.vertices, neutral.faces, gt["neutral"].vertices, gt["neutral"].faces,
+                                  n_samples=5000)
+    return {"posed_mm": posed_mm, "now_median_mm": now.median, "now_mean_mm": now.mean,
+            "landmarks_mm": float((marks_cam - gt["landmarks_cam"]).norm(dim=-1).mean() * 250),
+            "normals_deg": normals, "neutral_chamfer_mm": neutral_fig["chamfer"],
+            "_now_distances": now.distances.tolist(), "_render": None if out is None else (out.normals[0], out.mask[0])}
+
+
+def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int) -> dict:
+    from nphmkit.data.synthetic import SyntheticHead
+    from nphmkit.data.synthetic.landmarks import landmarks as gt_landmarks
+    from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
+    from nphmkit.pipeline import Pix2NPHM
+    from nphmkit.training.samples import sample_surface
+
+    rec = item["record"]
+    head = SyntheticHead(torch.tensor([list(rec["identity"].values())]),
+                         torch.tensor([list(rec["expression_params"].values())]))
+    R_gt, t_gt = item["R"], item["t"]
+    surface = sample_surface(head, 4000, torch.Generator().manual_seed(i))[0]
+    mesh = head.mesh(0, resolution=128)
+    gt = {"surface_cam": _camera_points(R_gt, t_gt, surface), "mesh_cam": _camera_points(R_gt, t_gt, mesh.vertices),
+          "landmarks_cam": _camera_points(R_gt, t_gt, gt_landmarks(head)[0]), "neutral": head.mesh(0, 128, neutral=True)}
+    fit = ImageFitConfig(steps=steps, patience=steps)
+    pipe = Pix2NPHM(model, predictor, regressor, fit=fit)
+    rgb, K = item["rgb"][None], item["K"]
+    rows, results = {}, {}
+    if regressor is not None:
+        start = time.perf_counter()
+        ff = pipe.reconstruct(rgb, K, refine=False)
+        results["a_feed_forward"] = (ff, time.perf_counter() - start)
+        init = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
+    else:
+        init = None
+    start = time.perf_counter()
+    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i), time.perf_counter() - start)
+    start = time.perf_counter()
+    exact = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None], init=init,
+                      config=ImageFitConfig(steps=steps, patience=steps, seed=i),
+                      point_valid=item["canonical_valid"][None], progress=False)
+    results["c_refined_exact"] = (exact, time.perf_counter() - start)
+    start = time.perf_counter()
+    pts = fit_points(model, surface[None], config=PointFitConfig(steps=150, seed=i), progress=False)
+    pts = FitResult(pts.z_id, pts.z_ex, R_gt[None], t_gt[None], torch.ones(1))
+    results["d_fit_points"] = (pts, time.perf_counter() - start)
+    renders = {}
+    for name, (res, seconds) in results.items():
+        row = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item,
+                             resolution)
+        renders[name] = row.pop("_render")
+        rows[name] = {**row, "seconds": seconds}
+    return {"image": i, "stages": rows, "_renders": renders}
+
+
+def _save_views(out: Path, i: int, item: dict, render_b) -> None:
+    """Stage b's reconstruction as the input camera sees it: ``items/NNN_b.png`` = input | overlay | shaded."""
+    from nphmkit.data.image_io import write_png
+    from nphmkit.render import lambert, overlay
+
+    if render_b is None:
+        return
+    normals, mask = render_b
+    shaded = lambert(normals[None], mask[None], albedo=0.75, background=1.0)[0]
+    over = overlay(item["rgb"][None], shaded[None], mask[None], 0.65)[0]
+    write_png(out / "items" / f"{i:03d}_b.png", torch.cat([item["rgb"], over, shaded], 1))
+
+
+def _gallery(out: Path, done: list[dict]) -> None:
+    """Best, median and worst image of stage b (NoW mean) stacked: ``gallery.png``."""
+    from nphmkit.data.image_io import read_image, write_png
+
+    key = "b_refined_predicted"
+    ranked = sorted(done, key=lambda r: r["stages"][key]["now_mean_mm"])
+    picks = [ranked[0], ranked[len(ranked) // 2], ranked[-1]]
+    paths = [out / "items" / f"{r['image']:03d}_b.png" for r in picks]
+    if all(p.is_file() for p in paths):
+        write_png(out / "gallery.png", torch.cat([read_image(p) for p in paths], 0))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "out" / "small_predictor" / "heldout")
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--resolution", type=int, default=96)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_reconstruction")
+    parser.add_argument("--no-regressor", action="store_true", help="skip stage (a); (b), (c) start from PnP")
+    args = parser.parse_args()
+    if args.images < 1 or args.steps < 1:
+        raise SystemExit(f"--images, --steps: expected positive counts, got {args.images}, {args.steps}")
+    from nphmkit._io import write_text
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+    from nphmkit.pretrained import has_weights, load_small_nphm, load_small_predictor, load_small_regressor
+
+    if not (args.data / "index.json").is_file():
+        print(f"rendering {args.images} held-out images (seed 11) into {args.data} ...", flush=True)
+        write_dataset(args.data, args.images, SynthConfig(image_size=128, seed=11), progress=False)
+    data = ImageDataset(args.data)
+    n = min(args.images, len(data))
+    model, predictor = load_small_nphm(), load_small_predictor()
+    regressor = None if args.no_regressor or not has_weights("small_regressor") else load_small_regressor()
+    (args.out / "items").mkdir(parents=True, exist_ok=True)
+    done = []
+    for i in range(n):
+        path = args.out / "items" / f"{i:03d}.json"
+        if path.is_file():
+            done.append(json.loads(path.read_text()))
+            continue
+        row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution)
+        _save_views(args.out, i, data[i], row.pop("_renders").get("b_refined_predicted"))
+        write_text(path, json.dumps(row) + "\n")
+        done.append(row)
+        print(f"image {i}: " + "; ".join(f"{k[0]} now {v['now_mean_mm']:.2f} posed {v['posed_mm']:.2f} mm"
+                                         for k, v in row["stages"].items()), flush=True)
+    stages = [s for s in STAGES if s in done[0]["stages"]]
+    keys = ("posed_mm", "now_median_mm", "now_mean_mm", "landmarks_mm", "normals_deg", "neutral_chamfer_mm", "seconds")
+    table = {s: {k: float(np.nanmean([r["stages"][s][k] for r in done])) for k in keys} for s in stages}
+    summary = {"images": n, "data": str(args.data), "steps": args.steps, "regressor": regressor is not None,
+               "mean": table}
+    write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"\n{n} held-out images, {args.steps} refinement steps; means (mm unless said)")
+    print("| stage | posed | NoW median | NoW mean | landmarks | normals (deg) | neutral chamfer | s/image |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in stages:
+        v = table[s]
+        print(f"| {s} | {v['posed_mm']:.2f} | {v['now_median_mm']:.2f} | {v['now_mean_mm']:.2f} | "
+              f"{v['landmarks_mm']:.2f} | {v['normals_deg']:.1f} | {v['neutral_chamfer_mm']:.2f} | {v['seconds']:.1f} |")
+    from nphmkit._optional import available
+
+    if available("matplotlib"):
+        from nphmkit.eval.plots import error_cdf
+
+        error_cdf({s: np.concatenate([r["stages"][s]["_now_distances"] for r in done]) for s in stages},
+                  args.out / "cdf.png", title="NoW scan-to-mesh distances per stage")
+    _gallery(args.out, done)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

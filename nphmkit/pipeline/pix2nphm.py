@@ -1,0 +1,235 @@
+"""Pix2NPHM: a dense predictor's maps, a regressor's feed-forward codes and pose, and their refinement.
+
+For each image (a face crop framed as docs/contracts.md "Crops" says):
+
+1. **maps**: the dense predictor's normals, canonical points and mask (``predict_maps``);
+2. **feed-forward** (with a regressor): codes and pose in one forward pass;
+3. **refine**: :func:`~nphmkit.fitting.fit_image` from those codes and pose (without a regressor:
+   from the head model's initial codes and the PnP pose of the canonical map, else the default crop
+   pose) against the predicted maps, weighted per pixel by the predictor's confidence when it has one.
+
+Images of another size than the predictor's input are resized to it and their intrinsics scaled
+with them; without ``K`` the default crop intrinsics (focal length 2.0 x the width). The head model
+can be any :class:`~nphmkit.protocols.HeadModel`; only the maps of a predictor with a camera-frame
+normal output are used here (official Pixel3DMM normals are head-frame: see the photo pipeline).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from nphmkit._checks import check_tensor
+from nphmkit._progress import progress_bar, show_progress
+from nphmkit.fitting import FitResult, ImageFitConfig, VideoFitConfig, fit_image, fit_video
+from nphmkit.fitting.image import start_pose
+from nphmkit.heads.dense import DenseMaps
+from nphmkit.pipeline.reconstruction import Reconstruction
+from nphmkit.protocols import check_head_model
+from nphmkit.render import default_intrinsics
+from nphmkit.transforms import decode_crop_pose
+
+
+class Pix2NPHM:
+    """Reconstruct heads from face crops (see the module notes).
+
+    Args:
+        model: the head model (a :class:`~nphmkit.protocols.HeadModel`, e.g. an NPHM).
+        predictor: a dense predictor (``predict_maps(images) -> DenseMaps`` with camera-frame normals and a
+            mask; canonical points when the head model has a canonical field).
+        regressor: a code regressor (``forward(images (B, 3, S, S)) -> {"z_id", "z_ex"[, "rotation",
+            "translation"]}``, the pose as :func:`~nphmkit.transforms.encode_crop_pose` codes it), or None
+            (refinement from the initial codes).
+        fit: the refinement's :class:`~nphmkit.fitting.ImageFitConfig` (``steps`` overridable per call).
+        video: the :class:`~nphmkit.fitting.VideoFitConfig` of :meth:`track`.
+    """
+
+    def __init__(self, model, predictor, regressor=None, fit: ImageFitConfig | None = None,
+                 video: VideoFitConfig | None = None) -> None:
+        self.model = check_head_model(model)
+        if not hasattr(predictor, "predict_maps"):
+            raise TypeError(f"predictor: expected a dense predictor with predict_maps, got {type(predictor).__name__}")
+        self.predictor = predictor
+        self.regressor = regressor
+        self.fit = fit or ImageFitConfig(steps=100, patience=100)
+        self.video = video or VideoFitConfig()
+
+    @classmethod
+    def small(cls, **kwargs) -> "Pix2NPHM":
+        """The shipped small models (synthetic head family only; see their ``quality.json``)."""
+        from nphmkit import pretrained
+
+        regressor = pretrained.load_small_regressor() if pretrained.has_weights("small_regressor") else None
+        return cls(pretrained.load_small_nphm(), pretrained.load_small_predictor(), regressor, **kwargs)
+
+    @property
+    def image_size(self) -> int:
+        """The working size: the predictor's input (square)."""
+        return int(self.predictor.config.image_size)
+
+    # ------------------------------------------------------------------ stages
+    def prepare(self, images: torch.Tensor, K: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(B, H, W, 3)`` (float in [0, 1] or uint8) and ``K`` (None, ``(3, 3)`` or ``(B, 3, 3)``, pixels)
+        -> float images ``(B, n, n, 3)`` at the working size and their intrinsics ``(B, 3, 3)``."""
+        check_tensor("images", images, ("B", "H", "W", 3), floating=False)
+        if images.dtype == torch.uint8:
+            images = images.float() / 255
+        elif not images.is_floating_point():
+            raise ValueError(f"images: expected float RGB in [0, 1] or uint8, got {images.dtype}")
+        elif float(images.min()) < -1e-3 or float(images.max()) > 1 + 1e-3:
+            raise ValueError(f"images: expected values in [0, 1], got [{float(images.min()):.3g}, {float(images.max()):.3g}]"
+                             " (divide 8-bit values by 255)")
+        b, h, w, _ = images.shape
+        n = self.image_size
+        if K is None:
+            K = default_intrinsics((h, w), batch=b, dtype=images.dtype, device=images.device)
+        else:
+            K = K.to(images.dtype)
+            if K.dim() == 2:
+                K = K.expand(b, 3, 3)
+            check_tensor("K", K, (b, 3, 3))
+        if (h, w) != (n, n):
+            if h != w:
+                raise ValueError(f"images: expected square crops (docs/contracts.md 'Crops'), got {h}x{w}; crop them "
+                                 "with nphmkit.preprocess.crop")
+            x = F.interpolate(images.permute(0, 3, 1, 2), size=(n, n), mode="bilinear", align_corners=False,
+                              antialias=True)
+            images = x.permute(0, 2, 3, 1).clamp(0, 1)
+            scale = torch.tensor([n / w, n / h, 1.0], dtype=K.dtype, device=K.device)
+            K = scale[None, :, None] * K  # continuous pixel coordinates scale with the image
+        return images.contiguous(), K.contiguous()
+
+    def maps(self, images: torch.Tensor) -> DenseMaps:
+        """The predictor's maps of working-size images ``(B, n, n, 3)``."""
+        with torch.no_grad():
+            maps = self.predictor.predict_maps(images)
+        if maps.frame != "camera":
+            raise NotImplementedError(f"predictor: its normals are in the {maps.frame!r} frame; Pix2NPHM fits "
+                                      "camera-frame normals (official head-frame normals come with the photo pipeline)")
+        if maps.normals is None or maps.mask is None:
+            raise ValueError("predictor: expected normal and mask outputs")
+        return maps
+
+    def feed_forward(self, images: torch.Tensor, K: torch.Tensor) -> FitResult | None:
+        """The regressor's codes and pose of working-size images ``(B, n, n, 3)`` with intrinsics ``K (B, 3, 3)``
+        (None without a regressor). The regressor's pose output is the crop-relative code of
+        :func:`nphmkit.transforms.encode_crop_pose`, decoded here with ``K``."""
+        if self.regressor is None:
+            return None
+        size = int(self.regressor.config.image_size)
+        x = images.permute(0, 3, 1, 2)
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        with torch.no_grad():
+            out = self.regressor(x)
+        b = images.shape[0]
+        R = t = None
+        if out.get("rotation") is not None:
+            R, t = decode_crop_pose(out["rotation"], out["translation"], K, tuple(images.shape[1:3]))
+        return FitResult(out["z_id"], out["z_ex"], R, t, torch.ones(b, dtype=images.dtype))
+
+    # ------------------------------------------------------------------ the whole
+    def reconstruct(self, images: torch.Tensor, K: torch.Tensor | None = None, refine: bool = True,
+                    steps: int | None = None, seed: int = 0, progress: bool | None = None) -> Reconstruction:
+        """Reconstruct each image independently.
+
+        Args:
+            images: ``(B, H, W, 3)`` square face crops, float RGB in [0, 1] or uint8.
+            K: intrinsics in the images' pixels, ``(3, 3)`` or ``(B, 3, 3)``; None: the default crop
+                intrinsics (focal 2.0 x width, centred).
+            refine: run the inference-time optimization (else: the feed-forward result, or without a
+                regressor the initial codes at the start pose).
+            steps: refinement steps (default: ``fit.steps``).
+            seed: seeds the pixel sampling of the refinement and the PnP start.
+            progress: a bar over the images and a one-line summary per image (None: on a terminal).
+        """
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        images, K = self.prepare(images, K)
+        maps = self.maps(images)
+        timings["maps"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        init = self.feed_forward(images, K)
+        if init is not None:
+            timings["feed_forward"] = time.perf_counter() - t0
+        stages = ("feed_forward",) * (init is not None) + ("refine",) * refine
+        b = images.shape[0]
+        if not refine:
+            result = init if init is not None else self._start(maps, K, seed)
+            if result.rotation is None:  # a regressor without a pose token: the start pose
+                R, t, _ = start_pose(self.model, None, maps.canonical, maps.mask, None, K, seed)
+                result = replace(result, rotation=R, translation=t)
+            return self._result(result, maps, K, timings, stages)
+        config = replace(self.fit, steps=steps or self.fit.steps, seed=seed)
+        t0 = time.perf_counter()
+        parts = []
+        bar = progress_bar(range(b), progress=progress, desc="refining", unit="img")
+        for i in bar:
+            one = None if init is None else _row(init, i)
+            res = fit_image(self.model, maps.normals[i : i + 1], _pick(maps.canonical, i), maps.mask[i : i + 1],
+                            K[i : i + 1], init=one, config=config, progress=False,
+                            confidence=_pick(maps.confidence, i))
+            parts.append(res)
+            if show_progress(progress):
+                bar.write(f"image {i}: refined in {res.steps} steps ({res.seconds:.1f} s), final loss {res.history[-1]:.4g}")
+        timings["refine"] = time.perf_counter() - t0
+        cat = lambda k: torch.cat([getattr(p, k) for p in parts])  # noqa: E731
+        result = FitResult(cat("z_id"), cat("z_ex"), cat("rotation"), cat("translation"), cat("scale"))
+        return self._result(result, maps, K, timings, stages, tuple(p.steps for p in parts))
+
+    def track(self, frames: torch.Tensor, K: torch.Tensor | None = None, refine: bool = True,
+              seed: int = 0, progress: bool | None = None) -> Reconstruction:
+        """Reconstruct the ``T`` frames ``(T, H, W, 3)`` of one video: one identity, expression and pose per
+        frame, smooth over time (:func:`~nphmkit.fitting.fit_video` on the predicted maps). ``K`` as in
+        :meth:`reconstruct`, one camera for all frames. ``refine=False``: per-frame feed-forward results
+        with their mean identity."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        frames, K = self.prepare(frames, K)
+        maps = self.maps(frames)
+        timings["maps"] = time.perf_counter() - t0
+        if not refine:
+            t0 = time.perf_counter()
+            init = self.feed_forward(frames, K)
+            if init is None:
+                raise ValueError("refine: track without refinement needs a regressor")
+            timings["feed_forward"] = time.perf_counter() - t0
+            if init.rotation is None:
+                R, t, _ = start_pose(self.model, None, maps.canonical, maps.mask, None, K, seed)
+                init = replace(init, rotation=R, translation=t)
+            init = replace(init, z_id=init.z_id.mean(0, keepdim=True).expand_as(init.z_id).clone())
+            return self._result(init, maps, K, timings, ("feed_forward",))
+        t0 = time.perf_counter()
+        video = replace(self.video, image=replace(self.video.image, seed=seed))
+        res = fit_video(self.model, maps.normals, maps.canonical, maps.mask, K[0], config=video, progress=progress,
+                        confidence=maps.confidence)
+        timings["refine"] = time.perf_counter() - t0
+        return self._result(res, maps, K, timings, ("refine",), (res.steps,))
+
+    # ------------------------------------------------------------------ helpers
+    def _start(self, maps: DenseMaps, K: torch.Tensor, seed: int) -> FitResult:
+        b = maps.mask.shape[0]
+        z_id, z_ex = self.model.initial_codes(b, maps.mask.device, K.dtype)
+        R, t, _ = start_pose(self.model, None, maps.canonical, maps.mask, None, K, seed)
+        return FitResult(z_id, z_ex, R, t, torch.ones(b, dtype=K.dtype))
+
+    def _result(self, res: FitResult, maps: DenseMaps, K: torch.Tensor, timings: dict, stages,
+                steps: tuple[int, ...] = ()) -> Reconstruction:
+        scale = res.scale if res.scale is not None else torch.ones(res.z_id.shape[0], dtype=K.dtype)
+        return Reconstruction(res.z_id.detach(), res.z_ex.detach(), res.rotation.detach(), res.translation.detach(),
+                              scale.detach(), maps, K, tuple(maps.mask.shape[1:3]), self.model, timings, tuple(stages),
+                              steps)
+
+
+def _pick(x: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    return None if x is None else x[i : i + 1]
+
+
+def _row(res: FitResult, i: int) -> FitResult:
+    pick = lambda x: None if x is None else x[i : i + 1]  # noqa: E731
+    return FitResult(pick(res.z_id), pick(res.z_ex), pick(res.rotation), pick(res.translation), pick(res.scale))

@@ -1,0 +1,172 @@
+"""Pix2NPHM assembled: image preparation, stages, equivalence with fit_image, feed-forward starts, tracks.
+
+An oracle predictor (the exact maps of the shipped demo images) isolates the pipeline's own logic
+from the predictor's quality; the synthetic head family is the head model (cheap to query).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from nphmkit.data.dataset import ImageDataset
+from nphmkit.data.synthetic import SyntheticHeadModel
+from nphmkit.fitting import ImageFitConfig, fit_image
+from nphmkit.heads.dense import DenseMaps
+from nphmkit.pipeline import Pix2NPHM, Reconstruction
+from nphmkit.pretrained import ASSETS
+from nphmkit.transforms import axis_angle_to_matrix, encode_crop_pose
+from tests.helpers import assert_close
+
+
+@dataclass
+class _Size:
+    image_size: int
+
+
+class Oracle:
+    """Returns the exact maps of the demo images, whatever it is shown."""
+
+    def __init__(self, items) -> None:
+        self.items = items
+        self.config = _Size(items[0]["rgb"].shape[0])
+        self.seen = []
+
+    def predict_maps(self, images):
+        self.seen.append(images)
+        idx = [i % len(self.items) for i in range(images.shape[0])]
+        stack = lambda k: torch.stack([self.items[i][k] for i in idx])  # noqa: E731
+        return DenseMaps(stack("normals"), stack("canonical"), stack("mask"))
+
+
+class FixedRegressor:
+    """A regressor that answers given codes and pose."""
+
+    def __init__(self, z_id, z_ex, R=None, t=None, size=64) -> None:
+        self.out = {"z_id": z_id, "z_ex": z_ex}
+        if R is not None:
+            self.out.update(rotation=R, translation=t)
+        self.config = _Size(size)
+        self.inputs = []
+
+    def __call__(self, x):
+        self.inputs.append(x)
+        return {k: v[: x.shape[0]] for k, v in self.out.items()}
+
+
+@pytest.fixture(scope="module")
+def demo():
+    ds = ImageDataset(ASSETS / "demo")
+    return [ds[i] for i in range(len(ds))]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return SyntheticHeadModel()
+
+
+def test_prepare_resizes_and_rescales_K(demo, model):
+    pipe = Pix2NPHM(model, Oracle(demo))
+    img = torch.stack([it["rgb"] for it in demo])
+    K = torch.stack([it["K"] for it in demo])
+    big = torch.nn.functional.interpolate(img.permute(0, 3, 1, 2), size=(256, 256), mode="bilinear").permute(0, 2, 3, 1)
+    K_big = K * torch.tensor([2.0, 2.0, 1.0])[:, None]  # the same camera at twice the pixels
+    out, K_out = pipe.prepare(big, K_big)
+    assert out.shape == img.shape and out.dtype == torch.float32
+    assert_close(K_out, K)
+    assert float((out - img).abs().mean()) < 0.02  # antialiased down-sampling gives the image back
+    as_bytes, K_default = pipe.prepare((img * 255).round().to(torch.uint8))
+    assert_close(as_bytes, img, atol=0.5 / 255 + 1e-6)
+    assert_close(K_default[0], torch.tensor([[256.0, 0, 64], [0, 256, 64], [0, 0, 1]]))  # focal 2.0 x width
+    # odd sizes keep the camera: K scales with the continuous pixel coordinates
+    _, K_odd = pipe.prepare(torch.rand(1, 37, 37, 3), torch.tensor([[74.0, 0, 18.5], [0, 74, 18.5], [0, 0, 1]]))
+    assert_close(K_odd[0], torch.tensor([[256.0, 0, 64], [0, 256, 64], [0, 0, 1]]), atol=1e-4)
+
+
+@pytest.mark.parametrize(("images", "K", "message"), [
+    (torch.rand(1, 64, 48, 3), None, "expected square crops"),
+    (torch.rand(1, 64, 64, 3) * 255, None, "expected values in [0, 1]"),
+    (torch.rand(64, 64, 3), None, "images: expected shape"),
+    (torch.randint(0, 9, (1, 64, 64, 3)), None, "expected float RGB"),
+    (torch.rand(2, 64, 64, 3), torch.eye(3).expand(3, 3, 3), "K: expected shape"),
+])
+def test_bad_images_are_refused_with_their_name(demo, model, images, K, message):
+    with pytest.raises((ValueError, TypeError), match="images|K") as err:
+        Pix2NPHM(model, Oracle(demo)).reconstruct(images, K, steps=1)
+    assert message in str(err.value)
+
+
+def test_refinement_is_fit_image_on_the_predicted_maps(demo, model):
+    item = demo[1]
+    pipe = Pix2NPHM(model, Oracle([item]), fit=ImageFitConfig(steps=6, patience=6))
+    rec = pipe.reconstruct(item["rgb"][None], item["K"], seed=3)
+    assert isinstance(rec, Reconstruction) and rec.stages == ("refine",) and set(rec.timings) == {"maps", "refine"}
+    assert rec.steps == (6,)
+    ref = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], item["K"][None],
+                    config=ImageFitConfig(steps=6, patience=6, seed=3), progress=False)
+    for name in ("z_id", "z_ex", "rotation", "translation", "scale"):
+        assert_close(getattr(rec, name), getattr(ref, name), atol=1e-6, msg=name)
+    assert rec.image_size == (128, 128) and rec.maps.normals.shape == (1, 128, 128, 3)
+    # views of the result
+    out = rec.render()
+    assert out.mask.shape == (1, 128, 128)
+    iou = (out.mask & item["mask"]).sum() / (out.mask | item["mask"]).sum()
+    assert float(iou) > 0.8, float(iou)  # the fitted head covers the image's head
+    head, cam = rec.landmarks(), rec.landmarks("camera")
+    assert head.shape == (1, 7, 3)
+    assert_close(cam, torch.einsum("bij,bnj->bni", rec.rotation, head) * rec.scale[:, None, None] + rec.translation[:, None])
+    with pytest.raises(ValueError, match="kind"):
+        rec.mesh(kind="smiling")
+    with pytest.raises(IndexError, match="index"):
+        rec.mesh(3)
+
+
+def test_each_image_is_independent(demo, model):
+    pipe = Pix2NPHM(model, Oracle(demo), fit=ImageFitConfig(steps=4, patience=4))
+    both = pipe.reconstruct(torch.stack([it["rgb"] for it in demo]), torch.stack([it["K"] for it in demo]))
+    alone = Pix2NPHM(model, Oracle(demo[1:]), fit=ImageFitConfig(steps=4, patience=4)).reconstruct(
+        demo[1]["rgb"][None], demo[1]["K"])
+    assert_close(both.z_ex[1:], alone.z_ex, atol=1e-6)
+    assert_close(both.translation[1:], alone.translation, atol=1e-6)
+
+
+def test_feed_forward_codes_and_pose_start_the_refinement(demo, model):
+    item = demo[0]
+    z_id, z_ex = model.initial_codes(1)
+    z_id = z_id + 0.3
+    R = torch.tensor([[[1.0, 0, 0], [0, -1, 0], [0, 0, -1]]]) @ axis_angle_to_matrix(torch.tensor([[0.0, 0.2, 0.0]]))
+    t = torch.tensor([[0.01, 0.05, 2.0]])
+    rel, pos = encode_crop_pose(R, t, item["K"][None], (128, 128))  # what a regressor answers
+    reg = FixedRegressor(z_id, z_ex, rel, pos, size=64)
+    pipe = Pix2NPHM(model, Oracle([item]), reg, fit=ImageFitConfig(steps=3, patience=3))
+    ff = pipe.reconstruct(item["rgb"][None], item["K"], refine=False)
+    assert ff.stages == ("feed_forward",) and "refine" not in ff.timings
+    assert_close(ff.z_id, z_id)
+    assert_close(ff.rotation, R, atol=1e-5)
+    assert_close(ff.translation, t, atol=1e-5)  # decoded with the image's K
+    assert reg.inputs[-1].shape == (1, 3, 64, 64)  # resized to the regressor's input, channels-first
+    refined = pipe.reconstruct(item["rgb"][None], item["K"])
+    assert refined.stages == ("feed_forward", "refine")
+    # pose and codes move little in 3 steps (the pose is held during the first): the start was the regressor's
+    assert_close(refined.rotation, R, atol=0.01)
+    assert_close(refined.translation, t, atol=0.01)
+    assert float((refined.z_id - z_id).abs().max()) < 0.05
+    # a regressor without a pose: the refinement's own start pose (PnP on the canonical map)
+    no_pose = Pix2NPHM(model, Oracle([item]), FixedRegressor(z_id, z_ex)).reconstruct(item["rgb"][None], item["K"],
+                                                                                     refine=False)
+    assert float(no_pose.translation[0, 2]) > 1.0 and torch.isfinite(no_pose.rotation).all()
+
+
+def test_track_shares_one_identity(demo, model):
+    from nphmkit.fitting import VideoFitConfig
+
+    video = VideoFitConfig(first_steps=4, frame_steps=2, joint_steps=2, image=ImageFitConfig(patience=100))
+    pipe = Pix2NPHM(model, Oracle(demo), video=video)
+    frames = torch.stack([it["rgb"] for it in demo])
+    rec = pipe.track(frames, demo[0]["K"])
+    assert rec.z_id.shape[0] == 2 and torch.equal(rec.z_id[0], rec.z_id[1])
+    assert rec.stages == ("refine",)
+    with pytest.raises(ValueError, match="needs a regressor"):
+        pipe.track(frames, refine=False)
