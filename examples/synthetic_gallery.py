@@ -38,7 +38,7 @@ def main() -> None:
         p["expression_params"] = torch.tensor(e)
         p["yaw"], p["pitch"], p["distance"] = yaw, 0.05, 2.7
     assert len(P.EXPRESSION) == 5
-    rgb, out, _, _ = render_batch(plans, cfg)
+    rgb, out, *_ = render_batch(plans, cfg)
     rows = [
         torch.cat(list(rgb), dim=1),
         torch.cat(list(normal_map_rgb(out.normals, out.mask)), dim=1),

@@ -50,3 +50,8 @@ def test_custom_head_model_is_recovered(tmp_path):
               re.findall(r"(fit_\w+) error: z_id ([\d.]+), z_ex ([\d.]+)", stdout)}
     assert set(errors) == {"fit_points", "fit_image"}, stdout
     assert max(errors["fit_points"]) < 0.05 and max(errors["fit_image"]) < 0.2, errors
+
+
+def test_synthetic_gallery_writes_its_picture(tmp_path):
+    _run([str(ROOT / "examples" / "synthetic_gallery.py"), "--size", "32", "-o", str(tmp_path / "g.png")], ROOT)
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
