@@ -57,9 +57,12 @@ def load_folder(
     return doc["config"], tensors, doc.get("metadata", {})
 
 
-def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """``module.load_state_dict`` that names every missing, unexpected or misshapen tensor."""
-    own = module.state_dict()
+def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str,
+                      skip: str | None = None) -> None:
+    """``module.load_state_dict`` that names every missing, unexpected or misshapen tensor.
+
+    ``skip``: a key prefix (e.g. ``"backbones."``) whose tensors the module keeps as they are (not stored)."""
+    own = {k: v for k, v in module.state_dict().items() if skip is None or not k.startswith(skip)}
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
     shapes = sorted(
@@ -76,7 +79,7 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
         if shapes:
             parts.append("wrong shapes: " + "; ".join(shapes))
         raise ValueError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts))
-    module.load_state_dict(tensors, strict=True)
+    module.load_state_dict(tensors, strict=skip is None)
 
 
 class WeightFolderMixin:

@@ -247,12 +247,7 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
                                      f"{metadata.get('predictor_sha256')}, but {folder} has sha256 {digest}")
                 predictor = DensePredictor.load(folder).eval().requires_grad_(False)
             model = cls(cfg, predictor=predictor)
-            own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbones.")}
-            holder = nn.Module()
-            for k, v in own.items():  # check the regressor's own tensors strictly, as for any weight folder
-                holder.register_buffer(k.replace(".", "__"), v)
-            load_state_strict(holder, {k.replace(".", "__"): v for k, v in tensors.items()}, str(directory))
-            model.load_state_dict(tensors, strict=False)
+            load_state_strict(model, tensors, str(directory), skip="backbones.")
         model.metadata = metadata
         return model.to(map_location)
 

@@ -124,6 +124,9 @@ class NPHMTask:
         if cfg.preset not in _NETWORKS:
             raise ValueError(f"preset: expected one of {sorted(_NETWORKS)}, got {cfg.preset!r}")
         self.cfg = cfg
+        for name in ("surface_per_shape", "near_per_shape", "space_per_shape"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(cfg, name)}")
         if cfg.data == "synthetic":
             cached = Path(cache) if cache is not None else None
             if cached is not None and cached.is_file():
@@ -134,9 +137,6 @@ class NPHMTask:
                     save_samples(self.samples, cached)
         else:
             self.samples = load_samples(cfg.data)
-        for name in ("surface_per_shape", "near_per_shape", "space_per_shape"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(cfg, name)}")
 
     def build_model(self) -> nn.Module:
         s = self.samples

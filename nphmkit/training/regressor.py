@@ -134,6 +134,10 @@ class RegressorTask:
             raise ValueError(f"two_d: expected a fraction in [0, 1], got {cfg.two_d}")
         self.predictor, self.predictor_folder = _load_named("predictor", cfg.predictor, "DensePredictor")
         self.nphm, self.model_folder = _load_named("model", cfg.model, "NPHM")
+        known = set(self.nphm.code_regularizers(*self.nphm.initial_codes(1)))
+        unknown = sorted(set(cfg.weights.regularizers) - known)
+        if unknown:
+            raise ValueError(f"weights.regularizers: unknown name(s) {unknown}; the model has {sorted(known)}")
         data = ImageDataset(cfg.data)
         if len(data) == 0:
             raise ValueError(f"data: {cfg.data} holds no images")

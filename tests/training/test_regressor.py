@@ -77,7 +77,8 @@ def test_train_regressor_refuses_bad_data(tmp_path, capsys):
     small = write_dataset(tmp_path / "small", 1, SynthConfig(image_size=64, seed=3), progress=False)
     cases = [(["--set", f"data={small}"], "expected 128x128 images"),
              (["--set", f"data={small}", "--set", "predictor=/nonexistent"], "predictor:"),
-             (["--set", f"data={small}", "--set", "two_d=2"], "two_d: expected a fraction")]
+             (["--set", f"data={small}", "--set", "two_d=2"], "two_d: expected a fraction"),
+             (["--set", f"data={small}", "--set", "weights.regularizers.smile=1"], "unknown name(s) ['smile']")]
     for extra, message in cases:
         assert main(["train", "regressor", "--config", "tiny", *extra, "-o", str(tmp_path / "r"), "--quiet"]) == 2
         err = capsys.readouterr().err
