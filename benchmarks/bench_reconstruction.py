@@ -1,13 +1,14 @@
 """The synthetic reconstruction benchmark: Pix2NPHM stage by stage on held-out synthetic images with exact ground truth.
 
     python benchmarks/bench_reconstruction.py [--data out/small_predictor/heldout] [--images 20] [--steps 100]
-                                              [--out out/bench_reconstruction] [--resolution 96]
+                                              [--out out/bench_reconstruction] [--resolution 96] [--redo-b]
 
 Images: the first ``--images`` of a held-out dataset folder (default: the predictor script's seed-11
 renders: heads, expressions and views no model saw; rendered if missing). Stages, same images and steps:
 
   (a) feed-forward: the regressor's codes and pose (skipped without a trained regressor);
-  (b) refined from predicted maps: Pix2NPHM (predictor maps -> fit_image from (a), or from the PnP start);
+  (b) refined from predicted maps: Pix2NPHM (predictor maps -> its refinement from (a): the codes only, held
+      near their start, nphmkit.pipeline.pix2nphm.REFINE; without a regressor fit_image from the PnP start);
   (c) refined from exact maps: fit_image from the same start against the renderer's exact maps;
   (d) fit_points on the ground-truth surface (head space, true pose): the 3D floor of the head model.
 
@@ -17,7 +18,8 @@ reconstruction in its own pose (single-view depth and size trade off here); ``no
 landmarks and rigid ICP; median and mean of the scan-to-mesh distances); ``landmarks`` = mean
 posed landmark error; ``normals`` = mean angle to the exact normal map where both see the head
 (deg); ``neutral`` = chamfer of the neutral mesh to the ground-truth neutral (head space); seconds per
-image. Per-image results are kept in ``OUT/items/`` (a rerun resumes); ``OUT/summary.json``,
+image. Per-image results are kept in ``OUT/items/`` (a rerun resumes; ``--redo-b`` recomputes (b) of
+cached images made with another refinement); ``OUT/summary.json``,
 ``OUT/cdf.png`` (NoW distances per stage, plot extra) and ``OUT/gallery.png`` (best, median, worst
 of stage b: input | overlay | reconstruction, from ``OUT/items/NNN_b.png``) at the end.
 """
@@ -35,6 +37,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("a_feed_forward", "b_refined_predicted", "c_refined_exact", "d_fit_points")
+
+
+REFINE_TAG = "feed-forward refinement: codes only, anchor 0.1, lr 1e-3, points weight 10 (pix2nphm.REFINE)"
 
 
 def _camera_points(R, t, points):
@@ -82,11 +87,10 @@ def evaluate_stage(model, codes, pose, gt: dict, item: dict, resolution: int) ->
             "_now_distances": now.distances.tolist(), "_render": None if out is None else (out.normals[0], out.mask[0])}
 
 
-def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int) -> dict:
+def ground_truth(i: int, item: dict) -> dict:
+    """The held-out head's exact surface samples, mesh, landmarks (camera frame) and neutral mesh."""
     from nphmkit.data.synthetic import SyntheticHead
     from nphmkit.data.synthetic.landmarks import landmarks as gt_landmarks
-    from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
-    from nphmkit.pipeline import Pix2NPHM
     from nphmkit.training.samples import sample_surface
 
     rec = item["record"]
@@ -95,8 +99,34 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
     R_gt, t_gt = item["R"], item["t"]
     surface = sample_surface(head, 4000, torch.Generator().manual_seed(i))[0]
     mesh = head.mesh(0, resolution=128)
-    gt = {"surface_cam": _camera_points(R_gt, t_gt, surface), "mesh_cam": _camera_points(R_gt, t_gt, mesh.vertices),
-          "landmarks_cam": _camera_points(R_gt, t_gt, gt_landmarks(head)[0]), "neutral": head.mesh(0, 128, neutral=True)}
+    return {"surface": surface, "surface_cam": _camera_points(R_gt, t_gt, surface),
+            "mesh_cam": _camera_points(R_gt, t_gt, mesh.vertices),
+            "landmarks_cam": _camera_points(R_gt, t_gt, gt_landmarks(head)[0]), "neutral": head.mesh(0, 128, neutral=True)}
+
+
+def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: int, resolution: int) -> tuple[dict, object]:
+    """Stage (b) again (the pipeline's current refinement) for a cached row; returns the row and (b)'s render."""
+    from nphmkit.fitting import ImageFitConfig
+    from nphmkit.pipeline import Pix2NPHM
+
+    gt = ground_truth(i, item)
+    pipe = Pix2NPHM(model, predictor, regressor, fit=ImageFitConfig(steps=steps, patience=steps))
+    start = time.perf_counter()
+    res = pipe.reconstruct(item["rgb"][None], item["K"], seed=i, steps=steps)
+    seconds = time.perf_counter() - start
+    new = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, resolution)
+    render_b = new.pop("_render")
+    row["stages"]["b_refined_predicted"] = {**new, "seconds": seconds}
+    return row, render_b
+
+
+def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int) -> dict:
+    from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
+    from nphmkit.pipeline import Pix2NPHM
+
+    R_gt, t_gt = item["R"], item["t"]
+    gt = ground_truth(i, item)
+    surface = gt["surface"]
     fit = ImageFitConfig(steps=steps, patience=steps)
     pipe = Pix2NPHM(model, predictor, regressor, fit=fit)
     rgb, K = item["rgb"][None], item["K"]
@@ -109,7 +139,7 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
     else:
         init = None
     start = time.perf_counter()
-    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i), time.perf_counter() - start)
+    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i, steps=steps), time.perf_counter() - start)
     start = time.perf_counter()
     exact = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None], init=init,
                       config=ImageFitConfig(steps=steps, patience=steps, seed=i),
@@ -161,6 +191,8 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_reconstruction")
     parser.add_argument("--no-regressor", action="store_true", help="skip stage (a); (b), (c) start from PnP")
+    parser.add_argument("--redo-b", action="store_true",
+                        help="recompute stage (b) of cached images with the pipeline's current refinement")
     args = parser.parse_args()
     if args.images < 1 or args.steps < 1:
         raise SystemExit(f"--images, --steps: expected positive counts, got {args.images}, {args.steps}")
@@ -181,9 +213,17 @@ def main() -> int:
     for i in range(n):
         path = args.out / "items" / f"{i:03d}.json"
         if path.is_file():
-            done.append(json.loads(path.read_text()))
+            row = json.loads(path.read_text())
+            if args.redo_b and row.get("refine") != REFINE_TAG:
+                row, render_b = redo_b(i, data[i], row, model, predictor, regressor, args.steps, args.resolution)
+                row["refine"] = REFINE_TAG
+                _save_views(args.out, i, data[i], render_b)
+                write_text(path, json.dumps(row) + "\n")
+                print(f"image {i}: (b) again: now {row['stages']['b_refined_predicted']['now_mean_mm']:.2f} mm", flush=True)
+            done.append(row)
             continue
         row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution)
+        row["refine"] = REFINE_TAG
         _save_views(args.out, i, data[i], row.pop("_renders").get("b_refined_predicted"))
         write_text(path, json.dumps(row) + "\n")
         done.append(row)

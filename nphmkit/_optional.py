@@ -23,6 +23,8 @@ EXTRAS = {
     "torch.utils.tensorboard": "tensorboard",
     "tensorboard": "tensorboard",
     "matplotlib": "plot",
+    "av": "video",
+    "cv2": "opencv",
 }
 
 

@@ -38,6 +38,10 @@ def test_demo_writes_every_output(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"][0]["posed_mesh"]["faces"] > 0
     assert len(json.loads((tmp_path / "01_landmarks.json").read_text())["landmarks"]) == 7
+    # the real photo, labelled, through `nphmkit reconstruct`
+    assert "A REAL PHOTO" in stdout and "SYNTHETIC-FAMILY head" in stdout
+    assert (tmp_path / "photo" / "astronaut" / "done").is_file() and (tmp_path / "photo" / "index.html").is_file()
+    assert (tmp_path / "photo" / "astronaut_summary.png").is_file()
 
 
 def test_custom_head_model_is_recovered(tmp_path):

@@ -1,4 +1,5 @@
-"""The ``nphmkit`` command (also ``python -m nphmkit``): ``nphmkit mesh | synth | train | eval``; ``nphmkit -h`` lists them.
+"""The ``nphmkit`` command (also ``python -m nphmkit``): ``reconstruct | track | mesh | synth | train | eval | export``;
+``nphmkit -h`` lists them.
 
 Each command lives in its own module with ``add_parser(sub, parents)`` and ``run(args) -> int``;
 the shared conventions (flags, checks, one-line errors, exit codes) are in :mod:`nphmkit.cli._common`.
@@ -10,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nphmkit.cli import evaluate, mesh, synth, train
+from nphmkit.cli import evaluate, export, mesh, reconstruct, synth, track, train
 from nphmkit.cli._common import CliError, CliFailure, common_flags, set_threads
 
-COMMANDS = (mesh, synth, train, evaluate)
+COMMANDS = (reconstruct, track, mesh, synth, train, evaluate, export)
 
 __all__ = ["CliError", "CliFailure", "build_parser", "main"]
 

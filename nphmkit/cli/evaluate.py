@@ -73,6 +73,22 @@ def _landmarks(mesh_path: Path, flag: str):
     raise CliError(f"{flag}: no landmarks beside {mesh_path} (expected {stem.name}_landmarks.json or .npy)")
 
 
+def _check_sizes(name: str, pred, gt) -> None:
+    """Refuse a pair whose sizes differ by more than 10x: mixed-up units (e.g. mm against NPHM units, 250x)."""
+    import numpy as np
+
+    def extent(mesh) -> float:
+        v = mesh.vertices.numpy()
+        if v.size == 0 or not np.isfinite(v).all():
+            raise CliError(f"{name}: a mesh with no vertices or with NaN/infinite vertices")
+        return float(np.linalg.norm(v.max(0) - v.min(0)))
+
+    a, b = extent(pred), extent(gt)
+    if not (a > 0 and b > 0) or max(a / b, b / a) > 10:
+        raise CliError(f"{name}: the prediction is {a / b:.3g}x the size of the ground truth (diagonals {a:.4g} and "
+                       f"{b:.4g} in their file units); are the units mixed up? (NPHM units x 250 = mm)")
+
+
 def run(args: argparse.Namespace) -> int:
     pred, gt = input_path("pred", args.pred), input_path("gt", args.gt)
     pairs = _pairs(pred, gt)
@@ -99,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError(f"{name}: the meshes are in different units ({pm.units}, {gm.units}); convert one "
                                "or give --mm-per-unit")
             scale = MM_PER_NPHM if pm.units == "nphm" else 1.0
+        _check_sizes(name, pm, gm)
         say(args, f"{name}: {protocol} ...")
         if protocol == "svfr":
             fig = surface_metrics(pm.vertices, pm.faces, gm.vertices, gm.faces, mm_per_unit=scale,

@@ -57,3 +57,96 @@ def write_now_item(root: str | os.PathLike, image: str, mesh: Mesh, landmarks) -
     save_mesh(mesh_path, mesh, units="mm")
     write_bytes(lm_path, buf.getvalue())
     return mesh_path, lm_path
+
+
+def write_svfr_item(root: str | os.PathLike, name: str, posed: Mesh, neutral: Mesh, landmarks) -> tuple[Path, Path, Path]:
+    """Write one image's prediction in nphmkit's SVFR layout: ``root/<name>/posed.ply`` (the posed mesh in the
+    camera frame), ``neutral.ply`` (the neutral mesh, head space) and ``landmarks.npy`` (``(7, 3)`` NoW order,
+    posed, camera frame), all in millimetres. Pixel3DMM's single-view benchmark compares posed and neutral
+    meshes; its code is not public, so this layout is nphmkit's own (what ``nphmkit eval`` reads)."""
+    from nphmkit._io import write_bytes
+    from nphmkit.mesh import save_mesh
+
+    lm = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor) else landmarks, np.float64)
+    if lm.shape != (7, 3) or not np.isfinite(lm).all():
+        raise ValueError(f"landmarks: expected 7 finite 3D points (7, 3) in NoW order, got shape {lm.shape}")
+    for what, mesh in (("posed", posed), ("neutral", neutral)):
+        if mesh.faces.shape[0] == 0 or not bool(torch.isfinite(mesh.vertices).all()):
+            raise ValueError(f"{what}: expected faces and finite vertices for {name!r}")
+    folder = Path(root, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, (lm * MM_PER_UNIT[posed.units]).astype(np.float32))
+    paths = folder / "posed.ply", folder / "neutral.ply", folder / "landmarks.npy"
+    save_mesh(paths[0], posed, units="mm")
+    save_mesh(paths[1], neutral, units="mm")
+    write_bytes(paths[2], buf.getvalue())
+    return paths
+
+
+def _posed(mesh: Mesh, codes) -> Mesh:
+    """``mesh`` (head space) moved into the camera frame by ``codes.npz``'s pose ``x = s R x + t``."""
+    R, t, s = (torch.as_tensor(np.asarray(codes[k]), dtype=torch.float32) for k in ("rotation", "translation", "scale"))
+    verts = float(s) * mesh.vertices @ R.T + t
+    return Mesh(verts, mesh.faces, mesh.units)
+
+
+def export_batch(batch: str | os.PathLike, dest: str | os.PathLike, layout: str = "now",
+                 image_list: str | os.PathLike | None = None) -> list[Path]:
+    """Export the finished items of an ``nphmkit reconstruct`` output folder to a benchmark layout.
+
+    Args:
+        batch: the reconstruct output folder (item folders with ``done``, and ``summary.json``).
+        dest: the layout's root folder.
+        layout: ``"now"`` (:func:`write_now_item`: the posed mesh in head space + 7 landmarks, mm; items matched to
+            the entries of ``image_list`` whose path ends the item's input path) or ``"svfr"`` (:func:`write_svfr_item`).
+        image_list: the NoW image list (``imagepathsvalidation.txt`` / ``imagepathstest.txt``), for ``"now"``.
+
+    Returns:
+        the folders or files written (one per item). Items without ``done`` are skipped; a NoW entry with no
+        item is an error naming it (nothing is written then).
+    """
+    import json
+
+    from nphmkit.mesh import load_mesh
+
+    if layout not in ("now", "svfr"):
+        raise ValueError(f"layout: expected 'now' or 'svfr', got {layout!r}")
+    batch = Path(batch)
+    summary = batch / "summary.json"
+    if not summary.is_file():
+        raise FileNotFoundError(f"batch: {batch} has no summary.json (not an nphmkit reconstruct output folder)")
+    items = [x for x in json.loads(summary.read_text()).get("items", []) if (batch / x["name"] / "done").is_file()]
+    if not items:
+        raise ValueError(f"batch: {batch} has no finished items")
+    pairs: list[tuple[str, dict]] = []
+    if layout == "now":
+        if image_list is None:
+            raise ValueError("image_list: the NoW layout needs the image list the predictions are for")
+        entries = read_image_list(image_list)
+        by_input = {Path(x["input"]).as_posix(): x for x in items}
+        missing = []
+        for entry in entries:
+            match = [x for p, x in by_input.items() if p.endswith("/" + entry.lstrip("/")) or p == entry]
+            if match:
+                pairs.append((entry, match[0]))
+            else:
+                missing.append(entry)
+        if missing:
+            raise ValueError(f"image_list: no reconstruction for {len(missing)} of {len(entries)} images, e.g. {missing[0]!r}")
+    else:
+        pairs = [(x["name"], x) for x in items]
+    written = []
+    for key, item in pairs:
+        folder = batch / item["name"]
+        marks = json.loads((folder / "landmarks.json").read_text())
+        if "head" not in marks:
+            raise ValueError(f"{folder}/landmarks.json: no landmarks ({marks.get('error', 'missing')})")
+        posed = load_mesh(folder / "posed.ply")
+        if layout == "now":
+            written.append(write_now_item(dest, key, posed, np.asarray(marks["head"]))[0])
+        else:
+            codes = np.load(folder / "codes.npz")
+            neutral = load_mesh(folder / "neutral.ply")
+            written.append(write_svfr_item(dest, key, _posed(posed, codes), neutral, np.asarray(marks["camera"]))[0].parent)
+    return written

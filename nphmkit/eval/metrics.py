@@ -23,6 +23,10 @@ def _mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     v, f = np.asarray(_numpy(vertices), np.float64), np.asarray(_numpy(faces), np.int64)
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
         raise ValueError(f"mesh: expected vertices (V, 3) and non-empty faces (F, 3), got {v.shape} and {f.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"mesh: {int((~np.isfinite(v)).any(1).sum())} of {len(v)} vertices are NaN or infinite")
+    if f.min() < 0 or f.max() >= len(v):
+        raise ValueError(f"mesh: faces index vertices {f.min()}..{f.max()}, but there are {len(v)}")
     return v, f
 
 

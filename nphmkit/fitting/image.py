@@ -20,7 +20,7 @@ from nphmkit._progress import progress_bar
 from nphmkit.fitting.objective import ImageObjective, check_maps, intrinsics
 from nphmkit.fitting.pose import pose_from_point_map
 from nphmkit.fitting.result import FitResult
-from nphmkit.fitting.terms import LossTerm, check_terms, default_image_terms, evaluate, regularizer_terms
+from nphmkit.fitting.terms import LossTerm, anchor_term, check_terms, default_image_terms, evaluate, regularizer_terms
 from nphmkit.protocols import CanonicalField, HeadModel, check_head_model
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose
 from nphmkit.transforms import axis_angle_to_matrix
@@ -43,9 +43,15 @@ class ImageFitConfig:
     w_points: float = 30.0
     w_silhouette: float = 0.02
     robust: str = "huber"
+    normal_frame: str = "camera"
+    """The target normals' frame: ``"camera"``, or ``"head"`` (official Pixel3DMM normals, FLAME-aligned: the
+    rendered normals are rotated into the head frame by the current pose before comparing)."""
     regularizers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REGULARIZERS))
     """Weight of each named code regularizer of the head model (``model.code_regularizers``); names not
     listed count 0."""
+    anchor: float = 0.0
+    """Weight of the prior that keeps the codes near their start (:func:`~nphmkit.fitting.terms.anchor_term`;
+    with a regressor's codes as the start it limits how far noisy predicted maps pull them)."""
     fit_pose: bool = True
     pose_warmup: float = 0.4
     """Fraction of the steps during which the pose stays at its initial value while the codes adapt
@@ -58,9 +64,14 @@ class ImageFitConfig:
     """Renderer settings; fewer march steps than for pictures: the few rays that crawl along a silhouette
     end as misses (the silhouette loss covers them) instead of costing a full SDF call each."""
 
+    def __post_init__(self) -> None:
+        if self.normal_frame not in ("camera", "head"):
+            raise ValueError(f"normal_frame: expected 'camera' or 'head', got {self.normal_frame!r}")
+
     def default_terms(self) -> list[LossTerm]:
         """The built-in objective: data terms and the weighted code regularizers."""
-        return [*default_image_terms(self), *regularizer_terms(self.regularizers)]
+        anchor = [LossTerm("anchor", self.anchor, anchor_term)] if self.anchor else []
+        return [*default_image_terms(self), *regularizer_terms(self.regularizers), *anchor]
 
 
 def initial_pose(point_map, mask, point_valid, K, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +153,8 @@ def fit_image(
         groups.append({"params": [rot, trans], "lr": config.lr_pose})
     optim = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.MultiStepLR(optim, [int(config.steps * config.decay_at)], gamma=0.2)
-    objective = ImageObjective(normal_map, point_map, mask, point_valid, confidence, K, size, config)
+    objective = ImageObjective(normal_map, point_map, mask, point_valid, confidence, K, size, config,
+                               start=(z_id0.detach().clone(), z_ex0.detach().clone()))
     frames = torch.arange(b, device=dev)
     history, terms_log = [], []
     best, since, smooth = float("inf"), 0, None

@@ -53,7 +53,7 @@ class ImageObjective:
     """Samples pixels of a batch of target maps and builds each step's :class:`FitContext`."""
 
     def __init__(self, normal_map, point_map, mask, point_valid, confidence, K, image_size, config,
-                 use_points: bool = True):
+                 use_points: bool = True, start=None):
         self.normal_map, self.point_map, self.mask, self.confidence = normal_map, point_map, mask, confidence
         self.point_valid = mask if point_valid is None else point_valid & mask
         self.K, self.size, self.cfg = K, image_size, config
@@ -63,6 +63,7 @@ class ImageObjective:
         ero = -torch.nn.functional.max_pool2d(-m, 7, 1, 3)[:, 0] > 0
         self.band = dil & ~ero
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.start = start  # the codes the fit started from (FitContext.start)
 
     def _pick(self, region: torch.Tensor, n: int) -> torch.Tensor:
         """``(B, n)`` flat pixel indices drawn from ``region (B, H, W)`` (uniform if empty)."""
@@ -105,5 +106,6 @@ class ImageObjective:
         )
         return FitContext(model=model, z_id=z_id, z_ex=z_ex, rotation=R, translation=t,
                           scale=torch.ones_like(t[:, 0]), field=field, regularizers=model.code_regularizers(z_id, z_ex),
-                          frames=frames, step=step, camera=cam, pixels=pix, render=out, targets=targets)
+                          frames=frames, step=step, camera=cam, pixels=pix, render=out, targets=targets,
+                          start=self.start)
 

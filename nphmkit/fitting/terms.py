@@ -69,6 +69,7 @@ class FitContext:
         points: ``(B, M, 3)`` the point-cloud points of this step in head space (point fits).
         target_normals: ``(B, M, 3)`` their normals in head space, or None.
         sdf: ``(B, M)`` the field at ``points`` (head units; times ``scale`` for the cloud's units).
+        start: the codes ``(z_id, z_ex)`` the fit started from (image fits), for priors around them.
     """
 
     model: HeadModel
@@ -88,6 +89,7 @@ class FitContext:
     points: torch.Tensor | None = None
     target_normals: torch.Tensor | None = None
     sdf: torch.Tensor | None = None
+    start: tuple[torch.Tensor, torch.Tensor] | None = None
     _gradients: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -153,10 +155,15 @@ def _weights(mask: torch.Tensor, confidence: torch.Tensor | None) -> torch.Tenso
     return mask if confidence is None else mask.to(confidence.dtype) * confidence
 
 
-def normal_term(ctx: FitContext, robust: str = "huber") -> torch.Tensor:
-    """Robust normal-map error where both the render and the target show the head."""
+def normal_term(ctx: FitContext, robust: str = "huber", frame: str = "camera") -> torch.Tensor:
+    """Robust normal-map error where both the render and the target show the head. ``frame="head"``: the
+    targets are head-frame normals (official Pixel3DMM, FLAME-aligned), and the rendered camera-frame
+    normals are rotated into the head frame by the current head rotation (``n_head = R^T n_cam``)."""
     both = ctx.render.mask & ctx.targets.mask
-    return normal_map_loss(ctx.render.normals, ctx.targets.normals, _weights(both, ctx.targets.confidence), robust)
+    normals = ctx.render.normals
+    if frame == "head":
+        normals = torch.einsum("bji,bmj->bmi", ctx.rotation, normals)
+    return normal_map_loss(normals, ctx.targets.normals, _weights(both, ctx.targets.confidence), robust)
 
 
 def point_term(ctx: FitContext, robust: str = "huber") -> torch.Tensor:
@@ -175,7 +182,8 @@ def silhouette_term(ctx: FitContext) -> torch.Tensor:
 def default_image_terms(config) -> list[LossTerm]:
     """``normals``, ``points``, ``silhouette`` with the weights and robust penalty of an :class:`ImageFitConfig`."""
     return [
-        LossTerm("normals", config.w_normals, partial(normal_term, robust=config.robust), "data"),
+        LossTerm("normals", config.w_normals,
+                 partial(normal_term, robust=config.robust, frame=getattr(config, "normal_frame", "camera")), "data"),
         LossTerm("points", config.w_points, partial(point_term, robust=config.robust), "data"),
         LossTerm("silhouette", config.w_silhouette, silhouette_term, "data"),
     ]
@@ -225,6 +233,15 @@ def smooth_rotation(ctx: FitContext) -> torch.Tensor:
 def smooth_translation(ctx: FitContext) -> torch.Tensor:
     """Same for the translation."""
     return temporal_smoothness(ctx.translation, order=2)
+
+
+def anchor_term(ctx: FitContext) -> torch.Tensor:
+    """Squared distance of the codes from where the fit started (summed over code entries, mean over the
+    batch; 0 without a start): a prior around a regressor's feed-forward codes."""
+    if ctx.start is None:
+        return ctx.z_id.new_zeros(())
+    z_id0, z_ex0 = ctx.start
+    return (ctx.z_id - z_id0).square().sum(-1).mean() + (ctx.z_ex - z_ex0).square().sum(-1).mean()
 
 
 def temporal_terms(config) -> list[LossTerm]:

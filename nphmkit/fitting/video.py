@@ -59,10 +59,14 @@ def fit_video(
     progress: bool | None = None,
     terms: Sequence[LossTerm] | None = None,
     confidence: torch.Tensor | None = None,
+    init: FitResult | None = None,
 ) -> FitResult:
     """Fit ``T`` frames: maps ``(T, H, W, 3)`` (point maps may be None), masks ``(T, H, W)``; camera as in
     :func:`fit_image` (shared K). ``terms`` (default: ``config.default_terms()``) serve both passes; a
     term sees the frames of its batch in ``ctx.frames``, and temporal terms are 0 on a single frame.
+    ``init``: per-frame starts (e.g. a regressor's, ``z_id (T, id_dim)``, ``z_ex (T, ex_dim)``, pose or
+    None): the first frame starts from the mean identity and its own expression and pose; every later
+    frame from the identity so far, its own expression and pose (else the previous frame's codes and PnP).
 
     Returns a :class:`FitResult` with ``z_id (T, id_dim)`` (one identity, repeated), ``z_ex (T, ex_dim)``,
     ``rotation (T, 3, 3)``, ``translation (T, 3)``.
@@ -89,15 +93,18 @@ def fit_video(
     results = []
     for i in progress_bar(range(n), progress=progress, desc="fitting frames"):
         nm, pm, mk, k, pv, cf = frame(i)
+        own = None if init is None else _own_start(init, i)
         if i == 0:
-            res = fit_image(model, nm, pm, mk, k, config=replace(img, steps=config.first_steps), point_valid=pv,
-                            terms=shifted(i), confidence=cf, progress=False)
+            start0 = None if own is None else replace(own, z_id=init.z_id.mean(0, keepdim=True))
+            res = fit_image(model, nm, pm, mk, k, init=start0, config=replace(img, steps=config.first_steps),
+                            point_valid=pv, terms=shifted(i), confidence=cf, progress=False)
         else:
-            # codes warm-start from the previous frame; the pose comes from this frame's own PnP
-            # (chained pose warm starts drift in depth, where single views are weakest)
+            # codes warm-start from the previous frame (or the frame's own start); the pose comes from this
+            # frame's own start or PnP (chained pose warm starts drift in depth, where single views are weakest)
             prev = results[-1]
-            init = FitResult(prev.z_id, prev.z_ex, None, None, prev.scale)
-            res = fit_image(model, nm, pm, mk, k, init=init, point_valid=pv, terms=shifted(i), confidence=cf,
+            warm = FitResult(prev.z_id, prev.z_ex, None, None, prev.scale) if own is None else \
+                replace(own, z_id=prev.z_id)
+            res = fit_image(model, nm, pm, mk, k, init=warm, point_valid=pv, terms=shifted(i), confidence=cf,
                             config=replace(img, steps=config.frame_steps, fit_identity=False), progress=False)
         results.append(res)
     z_id = results[0].z_id.clone()
@@ -142,3 +149,10 @@ class _InFrame:
 
     def __call__(self, ctx):
         return self.fn(replace(ctx, frames=torch.full_like(ctx.frames, self.index)))
+
+
+def _own_start(init: FitResult, i: int) -> FitResult:
+    """Frame ``i``'s row of per-frame starts (identity, expression, pose; scale 1)."""
+    pick = lambda x: None if x is None else x[i : i + 1]  # noqa: E731
+    return FitResult(pick(init.z_id), pick(init.z_ex), pick(init.rotation), pick(init.translation),
+                     torch.ones(1, dtype=init.z_ex.dtype, device=init.z_ex.device))

@@ -32,6 +32,14 @@ from nphmkit.protocols import check_head_model
 from nphmkit.render import default_intrinsics
 from nphmkit.transforms import decode_crop_pose
 
+REFINE = ImageFitConfig(steps=100, patience=100, lr_codes=1e-3, fit_pose=False, anchor=0.1, w_points=10.0)
+"""Refinement from a regressor's codes and pose: the codes only (the regressor's pose is kept: on the shipped
+models it beats where the predicted maps pull it), at a fifth of the default learning rate, held near their
+start by an anchor, with the canonical point term down-weighted (the predicted point map carries millimetres
+of error). Chosen by ``benchmarks/bench_refine_variants.py`` on 6 held-out synthetic images (NoW mean -8 %
+against the feed-forward codes, where the default refinement from the same start made it 77 % worse); on
+20 images -7.5 % (benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
+
 
 class Pix2NPHM:
     """Reconstruct heads from face crops (see the module notes).
@@ -43,18 +51,35 @@ class Pix2NPHM:
         regressor: a code regressor (``forward(images (B, 3, S, S)) -> {"z_id", "z_ex"[, "rotation",
             "translation"]}``, the pose as :func:`~nphmkit.transforms.encode_crop_pose` codes it), or None
             (refinement from the initial codes).
-        fit: the refinement's :class:`~nphmkit.fitting.ImageFitConfig` (``steps`` overridable per call).
+        fit: the :class:`~nphmkit.fitting.ImageFitConfig` of a refinement without feed-forward codes (from the
+            initial codes and the PnP pose; ``steps`` overridable per call).
+        refine: the config of a refinement from a regressor's codes and pose (default :data:`REFINE`: the codes
+            only, slowly, near their start; see there).
         video: the :class:`~nphmkit.fitting.VideoFitConfig` of :meth:`track`.
+        mask_predictor: a second dense predictor whose mask is used when ``predictor`` predicts none (the
+            official Pixel3DMM normal network); masks given to :meth:`reconstruct` win over both.
     """
 
     def __init__(self, model, predictor, regressor=None, fit: ImageFitConfig | None = None,
-                 video: VideoFitConfig | None = None) -> None:
+                 video: VideoFitConfig | None = None, mask_predictor=None,
+                 refine: ImageFitConfig | None = None) -> None:
         self.model = check_head_model(model)
         if not hasattr(predictor, "predict_maps"):
             raise TypeError(f"predictor: expected a dense predictor with predict_maps, got {type(predictor).__name__}")
         self.predictor = predictor
+        if regressor is not None:
+            z_id, z_ex = self.model.initial_codes(1, "cpu", torch.float32)
+            cfg = regressor.config
+            sizes = (getattr(cfg, "id_dim", None), getattr(cfg, "lat_dim_ex", None))
+            if None not in sizes and sizes != (z_id.shape[-1], z_ex.shape[-1]):
+                raise ValueError(f"regressor: predicts codes of sizes (identity {cfg.id_dim}, expression {cfg.lat_dim_ex}), "
+                                 f"but the head model takes ({z_id.shape[-1]}, {z_ex.shape[-1]})")
         self.regressor = regressor
+        if mask_predictor is not None and not hasattr(mask_predictor, "predict_maps"):
+            raise TypeError(f"mask_predictor: expected a dense predictor, got {type(mask_predictor).__name__}")
+        self.mask_predictor = mask_predictor
         self.fit = fit or ImageFitConfig(steps=100, patience=100)
+        self.refine = refine or REFINE
         self.video = video or VideoFitConfig()
 
     @classmethod
@@ -102,15 +127,27 @@ class Pix2NPHM:
             K = scale[None, :, None] * K  # continuous pixel coordinates scale with the image
         return images.contiguous(), K.contiguous()
 
-    def maps(self, images: torch.Tensor) -> DenseMaps:
-        """The predictor's maps of working-size images ``(B, n, n, 3)``."""
+    def maps(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> DenseMaps:
+        """The predictor's maps of working-size images ``(B, n, n, 3)``; the mask from ``masks (B, n, n)`` bool
+        when given, else the predictor's, else the mask predictor's. Normals may be camera-frame or head-frame
+        (``maps.frame``; the refinement compares in that frame)."""
         with torch.no_grad():
             maps = self.predictor.predict_maps(images)
-        if maps.frame != "camera":
-            raise NotImplementedError(f"predictor: its normals are in the {maps.frame!r} frame; Pix2NPHM fits "
-                                      "camera-frame normals (official head-frame normals come with the photo pipeline)")
-        if maps.normals is None or maps.mask is None:
-            raise ValueError("predictor: expected normal and mask outputs")
+        if maps.normals is None:
+            raise ValueError("predictor: expected a normal output")
+        if masks is not None:
+            check_tensor("masks", masks, tuple(images.shape[:3]), floating=False)
+            if masks.dtype != torch.bool:
+                raise TypeError(f"masks: expected a bool tensor, got {masks.dtype}")
+            maps = replace(maps, mask=masks)
+        elif maps.mask is None:
+            if self.mask_predictor is None:
+                raise ValueError("predictor: predicts no mask (e.g. official Pixel3DMM normals); give mask_predictor= "
+                                 "(the shipped predictor) or masks")
+            with torch.no_grad():
+                maps = replace(maps, mask=self.mask_predictor.predict_maps(images).mask)
+        if not bool(maps.mask.flatten(1).any(1).all()):
+            raise ValueError("mask: an image has no head pixels (nothing to fit)")
         return maps
 
     def feed_forward(self, images: torch.Tensor, K: torch.Tensor) -> FitResult | None:
@@ -133,7 +170,8 @@ class Pix2NPHM:
 
     # ------------------------------------------------------------------ the whole
     def reconstruct(self, images: torch.Tensor, K: torch.Tensor | None = None, refine: bool = True,
-                    steps: int | None = None, seed: int = 0, progress: bool | None = None) -> Reconstruction:
+                    steps: int | None = None, seed: int = 0, progress: bool | None = None,
+                    masks: torch.Tensor | None = None) -> Reconstruction:
         """Reconstruct each image independently.
 
         Args:
@@ -145,13 +183,14 @@ class Pix2NPHM:
             steps: refinement steps (default: ``fit.steps``).
             seed: seeds the pixel sampling of the refinement and the PnP start.
             progress: a bar over the images and a one-line summary per image (None: on a terminal).
+            masks: ``(B, H, W)`` bool head masks in the images' pixels, used instead of predicted ones.
         """
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         images, K = self.prepare(images, K)
-        maps = self.maps(images)
+        maps = self.maps(images, self._resize_masks(masks, images))
         timings["maps"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         init = self.feed_forward(images, K)
@@ -165,7 +204,8 @@ class Pix2NPHM:
                 R, t, _ = start_pose(self.model, None, maps.canonical, maps.mask, None, K, seed)
                 result = replace(result, rotation=R, translation=t)
             return self._result(result, maps, K, timings, stages)
-        config = replace(self.fit, steps=steps or self.fit.steps, seed=seed)
+        base = self.fit if init is None else self.refine
+        config = replace(base, steps=steps or base.steps, seed=seed, normal_frame=maps.frame)
         t0 = time.perf_counter()
         parts = []
         bar = progress_bar(range(b), progress=progress, desc="refining", unit="img")
@@ -183,11 +223,12 @@ class Pix2NPHM:
         return self._result(result, maps, K, timings, stages, tuple(p.steps for p in parts))
 
     def track(self, frames: torch.Tensor, K: torch.Tensor | None = None, refine: bool = True,
-              seed: int = 0, progress: bool | None = None) -> Reconstruction:
+              seed: int = 0, progress: bool | None = None, video: VideoFitConfig | None = None) -> Reconstruction:
         """Reconstruct the ``T`` frames ``(T, H, W, 3)`` of one video: one identity, expression and pose per
-        frame, smooth over time (:func:`~nphmkit.fitting.fit_video` on the predicted maps). ``K`` as in
-        :meth:`reconstruct`, one camera for all frames. ``refine=False``: per-frame feed-forward results
-        with their mean identity."""
+        frame, smooth over time (:func:`~nphmkit.fitting.fit_video` on the predicted maps, started from the
+        regressor's per-frame codes and poses when there is a regressor). ``K`` as in :meth:`reconstruct`,
+        one camera for all frames. ``refine=False``: per-frame feed-forward results with their mean
+        identity. ``video``: the schedule (default: the pipeline's ``video``)."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         frames, K = self.prepare(frames, K)
@@ -205,13 +246,30 @@ class Pix2NPHM:
             init = replace(init, z_id=init.z_id.mean(0, keepdim=True).expand_as(init.z_id).clone())
             return self._result(init, maps, K, timings, ("feed_forward",))
         t0 = time.perf_counter()
-        video = replace(self.video, image=replace(self.video.image, seed=seed))
+        init = self.feed_forward(frames, K)
+        if init is not None:
+            timings["feed_forward"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        video = video or self.video
+        video = replace(video, image=replace(video.image, seed=seed, normal_frame=maps.frame))
         res = fit_video(self.model, maps.normals, maps.canonical, maps.mask, K[0], config=video, progress=progress,
-                        confidence=maps.confidence)
+                        confidence=maps.confidence, init=init)
         timings["refine"] = time.perf_counter() - t0
-        return self._result(res, maps, K, timings, ("refine",), (res.steps,))
+        stages = ("feed_forward",) * (init is not None) + ("refine",)
+        return self._result(res, maps, K, timings, stages, (res.steps,))
 
     # ------------------------------------------------------------------ helpers
+    def _resize_masks(self, masks: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
+        """User masks ``(B, H, W)`` of the input images -> the working size (nearest)."""
+        if masks is None:
+            return None
+        if masks.dim() != 3 or masks.shape[0] != images.shape[0]:
+            raise ValueError(f"masks: expected (B={images.shape[0]}, H, W) bool, got {tuple(masks.shape)}")
+        n = images.shape[1]
+        if tuple(masks.shape[1:]) != (n, n):
+            masks = F.interpolate(masks[:, None].float(), size=(n, n), mode="nearest")[:, 0] > 0.5
+        return masks.bool()
+
     def _start(self, maps: DenseMaps, K: torch.Tensor, seed: int) -> FitResult:
         b = maps.mask.shape[0]
         z_id, z_ex = self.model.initial_codes(b, maps.mask.device, K.dtype)

@@ -72,9 +72,10 @@ class Reconstruction:
             marks = self.scale[:, None, None] * torch.einsum("bij,bnj->bni", self.rotation, marks) + self.translation[:, None]
         return marks
 
-    def render(self, index: int | None = None):
+    def render(self, index: int | None = None, config=None):
         """Render the reconstructed heads as the input cameras see them: a :class:`~nphmkit.render.RenderOutput`
-        (``normals``, ``mask``, ``depth``... at ``image_size``) for all heads or head ``index``."""
+        (``normals``, ``mask``, ``depth``... at ``image_size``) for all heads or head ``index``; ``config``: a
+        :class:`~nphmkit.render.RenderConfig` (default: the renderer's)."""
         from nphmkit.fields import posed_field
         from nphmkit.render import Camera, render
 
@@ -88,4 +89,5 @@ class Reconstruction:
         # the head pose is the camera's extrinsics: the renderer's bounds stay around the head
         camera = Camera(self.K[sl], self.rotation[sl], self.translation[sl], self.image_size)
         with torch.no_grad():
-            return render(field_, camera, differentiable=False)
+            return render(field_, camera, config=config, differentiable=False) if config is not None else \
+                render(field_, camera, differentiable=False)

@@ -65,7 +65,13 @@ def test_eval_errors_are_one_line(tmp_path, capsys):
         ([str(tmp_path / "a.ply"), str(tmp_path / "d")], "two mesh files or two folders"),
         ([str(tmp_path / "a.ply"), str(tmp_path / "mm.ply")], "different units"),
         ([str(tmp_path / "a.ply"), str(tmp_path / "a.ply"), "--protocol", "now"], "no landmarks beside"),
+        ([str(tmp_path / "big.ply"), str(tmp_path / "a.ply")], "the prediction is 250x the size"),
+        ([str(tmp_path / "nan.ply"), str(tmp_path / "a.ply")], "NaN/infinite vertices"),
     ]
+    _save(tmp_path / "big.ply", v * 250, f)  # millimetre numbers labelled as NPHM units
+    bad = v.copy()
+    bad[3] = np.nan
+    _save(tmp_path / "nan.ply", bad, f)
     for extra, message in cases:
         assert main(["eval", *extra, "-o", str(tmp_path / "o"), "--quiet"]) == 2
         err = capsys.readouterr().err

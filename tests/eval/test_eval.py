@@ -122,3 +122,15 @@ def test_sampling_and_face_region():
     assert 0 < mask.mean() < 0.2 and np.all(np.linalg.norm(pts[mask] - [0, 0, 2], axis=1) <= 1)
     with pytest.raises(ValueError, match="mesh: expected"):
         surface_metrics(v, f[:0], v, f)
+
+
+def test_broken_meshes_are_refused_by_name():
+    v, f = _sphere(0.4, level=1)
+    bad = v.copy()
+    bad[2] = np.nan
+    with pytest.raises(ValueError, match="1 of .* vertices are NaN"):
+        surface_metrics(bad, f, v, f)
+    with pytest.raises(ValueError, match="faces index vertices"):
+        surface_metrics(v, f + len(v), v, f)
+    with pytest.raises(ValueError, match="non-empty faces"):
+        surface_metrics(v, f[:0], v, f)

@@ -83,6 +83,22 @@ def test_landmark_term_moves_the_fit_towards_its_targets():
     assert moved > 0.4 and err_guided < err_plain - 0.4, (float(moved), float(err_guided), float(err_plain))
 
 
+def test_the_anchor_keeps_codes_near_their_start():
+    """Started from the mean codes on another head's maps: without the anchor the codes travel, with a
+    strong anchor they stay close to the start, and the anchor term reads 0 at step 0."""
+    size = 24
+    _, _, cam, out = _target(HELD_OUT_SEED, size)
+    z_id, z_ex = MODEL.initial_codes(1)
+    start = FitResult(z_id, z_ex, cam.R.clone(), cam.t.clone(), torch.ones(1))
+    free = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, init=start,
+                     config=ImageFitConfig(steps=12, patience=12, lr_codes=1e-2))
+    held = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, init=start,
+                     config=ImageFitConfig(steps=12, patience=12, lr_codes=1e-2, anchor=1e3))
+    travel = lambda r: float((r.z_id - z_id).norm() + (r.z_ex - z_ex).norm())  # noqa: E731
+    assert held.terms[0]["anchor"] == 0 and "anchor" not in free.terms[0]
+    assert travel(held) < 0.3 * travel(free), (travel(held), travel(free))
+
+
 def test_zero_confidence_silences_the_data_terms():
     _, _, cam, out = _target(HELD_OUT_SEED, 24)
     res = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, config=ImageFitConfig(steps=2),
