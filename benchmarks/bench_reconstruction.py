@@ -81,9 +81,13 @@ def evaluate_stage(model, codes, pose, gt: dict, item: dict, resolution: int) ->
             normals = float(torch.rad2deg(torch.acos(cos)).mean())
     neutral_fig = surface_metrics(neutral.vertices, neutral.faces, gt["neutral"].vertices, gt["neutral"].faces,
                                   n_samples=5000)
+    posed_fig = surface_metrics(verts_cam, mesh.faces, gt["mesh_cam"], gt["mesh_faces"], n_samples=5000)
     return {"posed_mm": posed_mm, "now_median_mm": now.median, "now_mean_mm": now.mean,
             "landmarks_mm": float((marks_cam - gt["landmarks_cam"]).norm(dim=-1).mean() * 250),
             "normals_deg": normals, "neutral_chamfer_mm": neutral_fig["chamfer"],
+            "neutral_nc": neutral_fig["normal_consistency"], "neutral_f2.5": neutral_fig["fscore"]["2.5mm"],
+            "posed_chamfer_mm": posed_fig["chamfer"], "posed_nc": posed_fig["normal_consistency"],
+            "posed_f2.5": posed_fig["fscore"]["2.5mm"],
             "_now_distances": now.distances.tolist(), "_render": None if out is None else (out.normals[0], out.mask[0])}
 
 
@@ -100,7 +104,7 @@ def ground_truth(i: int, item: dict) -> dict:
     surface = sample_surface(head, 4000, torch.Generator().manual_seed(i))[0]
     mesh = head.mesh(0, resolution=128)
     return {"surface": surface, "surface_cam": _camera_points(R_gt, t_gt, surface),
-            "mesh_cam": _camera_points(R_gt, t_gt, mesh.vertices),
+            "mesh_cam": _camera_points(R_gt, t_gt, mesh.vertices), "mesh_faces": mesh.faces,
             "landmarks_cam": _camera_points(R_gt, t_gt, gt_landmarks(head)[0]), "neutral": head.mesh(0, 128, neutral=True)}
 
 
@@ -230,8 +234,9 @@ def main() -> int:
         print(f"image {i}: " + "; ".join(f"{k[0]} now {v['now_mean_mm']:.2f} posed {v['posed_mm']:.2f} mm"
                                          for k, v in row["stages"].items()), flush=True)
     stages = [s for s in STAGES if s in done[0]["stages"]]
-    keys = ("posed_mm", "now_median_mm", "now_mean_mm", "landmarks_mm", "normals_deg", "neutral_chamfer_mm", "seconds")
-    table = {s: {k: float(np.nanmean([r["stages"][s][k] for r in done])) for k in keys} for s in stages}
+    keys = ("posed_mm", "now_median_mm", "now_mean_mm", "landmarks_mm", "normals_deg", "neutral_chamfer_mm", "seconds",
+            "posed_chamfer_mm", "posed_nc", "posed_f2.5", "neutral_nc", "neutral_f2.5")
+    table = {s: {k: float(np.nanmean([r["stages"][s].get(k, np.nan) for r in done])) for k in keys} for s in stages}
     summary = {"images": n, "data": str(args.data), "steps": args.steps, "regressor": regressor is not None,
                "mean": table}
     write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
@@ -242,6 +247,14 @@ def main() -> int:
         v = table[s]
         print(f"| {s} | {v['posed_mm']:.2f} | {v['now_median_mm']:.2f} | {v['now_mean_mm']:.2f} | "
               f"{v['landmarks_mm']:.2f} | {v['normals_deg']:.1f} | {v['neutral_chamfer_mm']:.2f} | {v['seconds']:.1f} |")
+    print("\nSVFR-style (chamfer mm, normal consistency, F-score at 2.5 mm; posed in the camera frame, neutral in head "
+          "space; nan for images cached before these columns)")
+    print("| stage | posed chamfer | posed NC | posed F@2.5 | neutral chamfer | neutral NC | neutral F@2.5 |")
+    print("|---|---|---|---|---|---|---|")
+    for s in stages:
+        v = table[s]
+        print(f"| {s} | {v['posed_chamfer_mm']:.2f} | {v['posed_nc']:.3f} | {v['posed_f2.5']:.3f} | "
+              f"{v['neutral_chamfer_mm']:.2f} | {v['neutral_nc']:.3f} | {v['neutral_f2.5']:.3f} |")
     from nphmkit._optional import available
 
     if available("matplotlib"):
