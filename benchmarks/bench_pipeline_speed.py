@@ -1,0 +1,76 @@
+"""Pix2NPHM speed on this CPU: image -> maps -> feed-forward codes -> 128^3 posed mesh, and the refinement.
+
+    python benchmarks/bench_pipeline_speed.py [--repeats 3] [--steps 20] [--resolution 128]
+
+Times (best of ``--repeats``, after one warm-up) on a shipped demo image with the shipped small models:
+the predictor's maps, the regressor's codes and pose, the posed mesh by coarse-to-fine marching cubes
+(the default margin 1.0, and margin 0.5, which leans on the surface-following pass; both checked against
+dense extraction for identical triangles), and the seconds per refinement step (``REFINE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+
+def best(fn, repeats: int):
+    fn()  # warm-up
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--resolution", type=int, default=128)
+    args = parser.parse_args()
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.mesh import extract_mesh
+    from nphmkit.pipeline import Pix2NPHM
+    from nphmkit.pipeline.pix2nphm import REFINE
+    from nphmkit.pretrained import ASSETS
+
+    item = ImageDataset(ASSETS / "demo")[0]
+    pipe = Pix2NPHM.small(refine=replace(REFINE, steps=args.steps, patience=args.steps))
+    image, K = pipe.prepare(item["rgb"][None], item["K"])
+    t_maps, _ = best(lambda: pipe.maps(image), args.repeats)
+    t_ff, _ = best(lambda: pipe.feed_forward(image, K), args.repeats)
+    rec = pipe.reconstruct(item["rgb"][None], item["K"], refine=False)
+    field = rec.model.field(rec.z_id, rec.z_ex)
+    with torch.no_grad():
+        dense = extract_mesh(field, resolution=args.resolution, method="dense", progress=False)
+        rows = []
+        for margin in (1.0, 0.5):
+            t_mesh, mesh = best(lambda m=margin: extract_mesh(field, resolution=args.resolution, margin=m, progress=False),
+                                args.repeats)
+            same = mesh.n_faces == dense.n_faces and torch.equal(mesh.faces, dense.faces)
+            rows.append((margin, t_mesh, mesh.n_queries, same))
+    t_refine, res = best(lambda: pipe.reconstruct(item["rgb"][None], item["K"], progress=False), 1)
+    threads = torch.get_num_threads()
+    print(f"shipped small models, demo image 0 (128^2), {threads} threads, best of {args.repeats}")
+    print("| step | seconds |")
+    print("|---|---|")
+    print(f"| predictor maps | {t_maps:.3f} |")
+    print(f"| regressor codes and pose | {t_ff:.3f} |")
+    for margin, t_mesh, queries, same in rows:
+        total = t_maps + t_ff + t_mesh
+        print(f"| {args.resolution}^3 posed mesh, margin {margin} ({queries:,} queries, "
+              f"{'same triangles as dense' if same else 'DIFFERENT from dense'}) | {t_mesh:.2f} (image -> mesh {total:.2f}) |")
+    per_step = res.timings["refine"] / max(1, res.steps[0])
+    print(f"| refinement (REFINE), per step | {per_step:.3f} (100 steps: {100 * per_step:.0f} s) |")
+    print(f"dense {args.resolution}^3: {dense.n_queries:,} queries")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
