@@ -77,7 +77,7 @@ class Reconstruction:
         (``normals``, ``mask``, ``depth``... at ``image_size``) for all heads or head ``index``; ``config``: a
         :class:`~nphmkit.render.RenderConfig` (default: the renderer's)."""
         from nphmkit.fields import posed_field
-        from nphmkit.render import Camera, render
+        from nphmkit.render import Camera, RenderConfig, render
 
         sl = slice(None) if index is None else slice(self._index(index), self._index(index) + 1)
         b = self.z_id[sl].shape[0]
@@ -89,5 +89,4 @@ class Reconstruction:
         # the head pose is the camera's extrinsics: the renderer's bounds stay around the head
         camera = Camera(self.K[sl], self.rotation[sl], self.translation[sl], self.image_size)
         with torch.no_grad():
-            return render(field_, camera, config=config, differentiable=False) if config is not None else \
-                render(field_, camera, differentiable=False)
+            return render(field_, camera, config=config or RenderConfig(), differentiable=False)
