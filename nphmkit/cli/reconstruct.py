@@ -77,17 +77,24 @@ def _one(args, pipe, job, name: str, source) -> str:
             f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}{notes}")
 
 
+_CPU_MODELS: dict[int, object] = {}
+
+
 def _to_cpu(rec):
+    """A reconstruction made on a GPU, moved to the CPU for writing its files: its tensors, its maps and a CPU copy of
+    its head model (made once per model; the model on the GPU stays there for the next item)."""
+    import copy
     from dataclasses import replace
 
     if rec.z_id.device.type == "cpu":
         return rec
     cpu = {k: getattr(rec, k).cpu() for k in ("z_id", "z_ex", "rotation", "translation", "scale", "K")}
-    rec.model.cpu()
-    maps = replace(rec.maps, **{k: (None if getattr(rec.maps, k) is None or not hasattr(getattr(rec.maps, k), "cpu")
-                                    else getattr(rec.maps, k).cpu())
+    key = id(rec.model)
+    if key not in _CPU_MODELS:
+        _CPU_MODELS[key] = copy.deepcopy(rec.model).cpu()
+    maps = replace(rec.maps, **{k: (None if getattr(rec.maps, k) is None else getattr(rec.maps, k).cpu())
                                 for k in ("normals", "canonical", "mask", "confidence")})
-    return replace(rec, maps=maps, **cpu)
+    return replace(rec, maps=maps, model=_CPU_MODELS[key], **cpu)
 
 
 def _mask_crop(args, photo, crop):

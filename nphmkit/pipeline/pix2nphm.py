@@ -166,7 +166,7 @@ class Pix2NPHM:
         R = t = None
         if out.get("rotation") is not None:
             R, t = decode_crop_pose(out["rotation"], out["translation"], K, tuple(images.shape[1:3]))
-        return FitResult(out["z_id"], out["z_ex"], R, t, torch.ones(b, dtype=images.dtype))
+        return FitResult(out["z_id"], out["z_ex"], R, t, torch.ones(b, dtype=images.dtype, device=images.device))
 
     # ------------------------------------------------------------------ the whole
     def reconstruct(self, images: torch.Tensor, K: torch.Tensor | None = None, refine: bool = True,
@@ -274,11 +274,11 @@ class Pix2NPHM:
         b = maps.mask.shape[0]
         z_id, z_ex = self.model.initial_codes(b, maps.mask.device, K.dtype)
         R, t, _ = start_pose(self.model, None, maps.canonical, maps.mask, None, K, seed)
-        return FitResult(z_id, z_ex, R, t, torch.ones(b, dtype=K.dtype))
+        return FitResult(z_id, z_ex, R, t, torch.ones(b, dtype=K.dtype, device=K.device))
 
     def _result(self, res: FitResult, maps: DenseMaps, K: torch.Tensor, timings: dict, stages,
                 steps: tuple[int, ...] = ()) -> Reconstruction:
-        scale = res.scale if res.scale is not None else torch.ones(res.z_id.shape[0], dtype=K.dtype)
+        scale = res.scale if res.scale is not None else torch.ones(res.z_id.shape[0], dtype=K.dtype, device=K.device)
         return Reconstruction(res.z_id.detach(), res.z_ex.detach(), res.rotation.detach(), res.translation.detach(),
                               scale.detach(), maps, K, tuple(maps.mask.shape[1:3]), self.model, timings, tuple(stages),
                               steps)
