@@ -4,7 +4,8 @@
                                               [--out out/bench_reconstruction] [--resolution 96] [--redo-b]
 
 Images: the first ``--images`` of a held-out dataset folder (default: the predictor script's seed-11
-renders: heads, expressions and views no model saw; rendered if missing). Stages, same images and steps:
+renders: heads, expressions and views no model saw; rendered if missing). Stages, same images; (c) runs
+``--steps`` steps, (b) the pipeline's own refinement (``REFINE.steps``; ``--steps`` without a regressor):
 
   (a) feed-forward: the regressor's codes and pose (skipped without a trained regressor);
   (b) refined from predicted maps: Pix2NPHM (predictor maps -> its refinement from (a): the codes only, held
@@ -39,7 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("a_feed_forward", "b_refined_predicted", "c_refined_exact", "d_fit_points")
 
 
-REFINE_TAG = "feed-forward refinement: codes only, anchor 0.1, lr 1e-3, points weight 10 (pix2nphm.REFINE)"
+def refine_tag() -> str:
+    """What stage (b) ran: the pipeline's refinement settings (cached items made with others are redone by --redo-b)."""
+    from nphmkit.pipeline.pix2nphm import REFINE as R
+
+    return (f"pix2nphm.REFINE: {R.steps} steps, lr codes {R.lr_codes:g}, anchor {R.anchor:g}, points weight "
+            f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}")
+
+
+def b_steps(regressor, steps: int) -> int | None:
+    """Stage (b)'s steps: the pipeline's own (REFINE) from the regressor's start; ``--steps`` without a regressor."""
+    return None if regressor is not None else steps
 
 
 def _camera_points(R, t, points):
@@ -116,7 +127,7 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
     gt = ground_truth(i, item)
     pipe = Pix2NPHM(model, predictor, regressor, fit=ImageFitConfig(steps=steps, patience=steps))
     start = time.perf_counter()
-    res = pipe.reconstruct(item["rgb"][None], item["K"], seed=i, steps=steps)
+    res = pipe.reconstruct(item["rgb"][None], item["K"], seed=i, steps=b_steps(regressor, steps))
     seconds = time.perf_counter() - start
     new = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, resolution)
     render_b = new.pop("_render")
@@ -143,7 +154,8 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
     else:
         init = None
     start = time.perf_counter()
-    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i, steps=steps), time.perf_counter() - start)
+    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i, steps=b_steps(regressor, steps)),
+                                      time.perf_counter() - start)
     start = time.perf_counter()
     exact = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None], init=init,
                       config=ImageFitConfig(steps=steps, patience=steps, seed=i),
@@ -218,16 +230,16 @@ def main() -> int:
         path = args.out / "items" / f"{i:03d}.json"
         if path.is_file():
             row = json.loads(path.read_text())
-            if args.redo_b and row.get("refine") != REFINE_TAG:
+            if args.redo_b and row.get("refine") != refine_tag():
                 row, render_b = redo_b(i, data[i], row, model, predictor, regressor, args.steps, args.resolution)
-                row["refine"] = REFINE_TAG
+                row["refine"] = refine_tag()
                 _save_views(args.out, i, data[i], render_b)
                 write_text(path, json.dumps(row) + "\n")
                 print(f"image {i}: (b) again: now {row['stages']['b_refined_predicted']['now_mean_mm']:.2f} mm", flush=True)
             done.append(row)
             continue
         row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution)
-        row["refine"] = REFINE_TAG
+        row["refine"] = refine_tag()
         _save_views(args.out, i, data[i], row.pop("_renders").get("b_refined_predicted"))
         write_text(path, json.dumps(row) + "\n")
         done.append(row)
@@ -238,9 +250,9 @@ def main() -> int:
             "posed_chamfer_mm", "posed_nc", "posed_f2.5", "neutral_nc", "neutral_f2.5")
     table = {s: {k: float(np.nanmean([r["stages"][s].get(k, np.nan) for r in done])) for k in keys} for s in stages}
     summary = {"images": n, "data": str(args.data), "steps": args.steps, "regressor": regressor is not None,
-               "mean": table}
+               "refine": sorted({r.get("refine", "?") for r in done}), "mean": table}
     write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    print(f"\n{n} held-out images, {args.steps} refinement steps; means (mm unless said)")
+    print(f"\n{n} held-out images; (c): {args.steps} steps; (b): {'; '.join(summary['refine'])}; means (mm unless said)")
     print("| stage | posed | NoW median | NoW mean | landmarks | normals (deg) | neutral chamfer | s/image |")
     print("|---|---|---|---|---|---|---|---|")
     for s in stages:

@@ -1,6 +1,6 @@
 """The whole Pix2NPHM system as far as nphmkit has built it: `make demo` runs this.
 
-    python examples/pix2nphm_full.py [--out out/demo] [--images 0 1] [--steps 100] [--resolution 128]
+    python examples/pix2nphm_full.py [--out out/demo] [--images 0 1] [--steps N] [--resolution 128]
                                      [--maps predicted|exact]
 
 What runs (default ``--maps predicted``): shipped synthetic test images (face crops) -> the shipped
@@ -42,7 +42,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--images", type=int, nargs="*", default=None, help="which shipped images (default all)")
-    parser.add_argument("--steps", type=int, default=100, help="optimization steps per image")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimization steps per image (default: the pipeline's, 50 from the regressor's start; "
+                             "100 for exact maps or without a regressor)")
     parser.add_argument("--resolution", type=int, default=128, help="marching-cubes grid per axis")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--maps", choices=["exact", "predicted"], default="predicted",
@@ -112,13 +114,14 @@ def main() -> int:
         rec = item["record"]
         h, w = rec["image_size"]
         cam = Camera(item["K"][None], torch.eye(3)[None], torch.zeros(1, 3), (h, w))
-        print(f"image {i}: fitting codes and pose to its maps ({args.steps} steps, {torch.get_num_threads()} threads) ...",
-              flush=True)
+        steps = args.steps or (None if regressor is not None and predictor is not None else 100)
+        print(f"image {i}: fitting codes and pose to its maps ({steps or 'the pipeline'} steps, "
+              f"{torch.get_num_threads()} threads) ...", flush=True)
         t0 = time.perf_counter()
-        fit_cfg = ImageFitConfig(steps=args.steps, patience=args.steps)
+        fit_cfg = ImageFitConfig(steps=steps or 100, patience=steps or 100)
         if predictor is not None:  # Pix2NPHM from the RGB image alone: predicted maps -> refinement
             res = Pix2NPHM(model, predictor, regressor, fit=fit_cfg).reconstruct(item["rgb"][None], item["K"],
-                                                                                  steps=args.steps, progress=False)
+                                                                                  steps=steps, progress=False)
             n_steps = res.steps[0]
         else:  # the exact maps of the renderer stand in for the predictor's
             res = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], cam,
@@ -207,8 +210,8 @@ def real_photo(out: Path, args) -> int:
     photo = out.parent / "photo_input" / "astronaut.png"
     photo.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(data.astronaut()).save(photo)
-    steps = str(min(args.steps, 60))
-    status = cli(["reconstruct", str(photo), "-o", str(out), "--steps", steps, "--resolution", str(args.resolution)])
+    steps = [] if args.steps is None else ["--steps", str(min(args.steps, 60))]
+    status = cli(["reconstruct", str(photo), "-o", str(out), *steps, "--resolution", str(args.resolution)])
     if status:
         return fail(f"reconstruct on {photo} failed (status {status}); see {out}/failures.json")
     crop = json.loads((out / "astronaut" / "crop.json").read_text())

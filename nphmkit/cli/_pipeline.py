@@ -26,7 +26,8 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                         "shipped predictor and NPHM are used)")
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="inference-time refinement against the predicted maps (default on)")
-    p.add_argument("--steps", type=int, default=None, help="refinement steps (default: the pipeline's, 100)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="refinement steps (default: the pipeline's: 50 from the regressor's start, 100 without one)")
     p.add_argument("--resolution", type=int, default=128, help="marching-cubes resolution per axis (default 128)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--mm", action="store_true", help="also write meshes in millimetres (posed_mm.ply, neutral_mm.ply)")

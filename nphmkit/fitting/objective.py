@@ -2,8 +2,10 @@
 
 Shared by :func:`~nphmkit.fitting.fit_image` and :func:`~nphmkit.fitting.fit_video`. Each step
 renders a random subset of pixels: 70 % on the target's head, 20 % in a band around its
-silhouette, 10 % anywhere. The head stays in its own space and the pose acts as the camera's
-extrinsics, so the renderer's implicit differentiation carries gradients to the pose.
+silhouette, 10 % anywhere. With ``config.warm_start`` a pixel's ray starts marching just in front
+of the depth it had when last rendered (the surface moves little between steps). The head stays in its
+own space and the pose acts as the camera's extrinsics, so the renderer's implicit differentiation
+carries gradients to the pose.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class ImageObjective:
         self.band = dil & ~ero
         self.generator = torch.Generator().manual_seed(config.seed)
         self.start = start  # the codes the fit started from (FitContext.start)
+        # each pixel's depth at its last render (NaN: not hit yet), where tracing resumes (warm start)
+        self.depth_cache = (torch.full(mask.shape[:1] + (mask.shape[1] * mask.shape[2],), float("nan"),
+                                       dtype=K.dtype, device=mask.device)
+                            if getattr(config, "warm_start", False) else None)
 
     def _pick(self, region: torch.Tensor, n: int) -> torch.Tensor:
         """``(B, n)`` flat pixel indices drawn from ``region (B, H, W)`` (uniform if empty)."""
@@ -96,7 +102,11 @@ class ImageObjective:
         cam = Camera(self.K, R, t, self.size)
         field = model.field(z_id, z_ex)
         canonical = field.canonical if self.use_points and isinstance(field, CanonicalField) else None
-        out = render(field, cam, canonical, config=self.cfg.render, pixels=pix)
+        start = None if self.depth_cache is None else self.depth_cache.gather(1, idx)
+        out = render(field, cam, canonical, config=self.cfg.render, pixels=pix, start_depth=start)
+        if self.depth_cache is not None:
+            seen = torch.where(out.mask, out.depth.detach(), torch.full_like(out.depth, float("nan")))
+            self.depth_cache.scatter_(1, idx, seen.to(self.depth_cache.dtype))
         targets = PixelTargets(
             normals=self._at(self.normal_map, idx),
             points=self._at(self.point_map, idx) if self.use_points else None,

@@ -32,13 +32,14 @@ from nphmkit.protocols import check_head_model
 from nphmkit.render import default_intrinsics
 from nphmkit.transforms import decode_crop_pose
 
-REFINE = ImageFitConfig(steps=100, patience=100, lr_codes=1e-3, fit_pose=False, anchor=0.1, w_points=10.0)
+REFINE = ImageFitConfig(steps=50, patience=50, lr_codes=1e-3, fit_pose=False, anchor=0.1, w_points=10.0)
 """Refinement from a regressor's codes and pose: the codes only (the regressor's pose is kept: on the shipped
 models it beats where the predicted maps pull it), at a fifth of the default learning rate, held near their
 start by an anchor, with the canonical point term down-weighted (the predicted point map carries millimetres
 of error). Chosen by ``benchmarks/bench_refine_variants.py`` on 6 held-out synthetic images (NoW mean -8 %
-against the feed-forward codes, where the default refinement from the same start made it 77 % worse); on
-20 images -7.5 % (benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
+against the feed-forward codes, where the default refinement from the same start made it 77 % worse); 50
+steps did as well as 100 there, so it runs 50 (with warm-started tracing): on 20 images -9.5 % in 21 s per
+image (100 steps: -7.5 %, 47 s; benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
 
 
 class Pix2NPHM:

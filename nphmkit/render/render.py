@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from nphmkit._checks import check_tensor
 from nphmkit.protocols import Field, GradientField
 from nphmkit.render.camera import Camera
-from nphmkit.render.trace import TraceConfig, sphere_trace
+from nphmkit.render.trace import TraceConfig, TraceResult, sphere_trace, warm_start
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class RenderConfig:
     min_step_px: float = 0.0
     """Smallest sphere-tracing step in pixels at the distance travelled (0, the default: none; see
     TraceConfig.min_step; it trades exactness at thin features for fewer steps)."""
+    warm_backoff: float = 0.02
+    """With ``render(start_depth=...)``: how far (world units along the ray) in front of and behind its
+    expected surface a ray is first tested. A surface that moved by less since the estimate is marched
+    to from just in front of it (others from the bounding sphere); a surface further in front of a
+    sign change at the guess is not seen."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,16 @@ def _sphere_range(origins, dirs, center, radius):
     return torch.where(miss, far.new_ones(()), near), torch.where(miss, far.new_zeros(()), far)
 
 
+def _trace_chunk(sdf_fn, origins, dirs, near, far, t_guess, backoff, cfg) -> TraceResult:
+    """Sphere tracing of one chunk of rays, first resolving those with a distance guess (:func:`warm_start`)."""
+    if t_guess is None:
+        return sphere_trace(sdf_fn, origins, dirs, near, far, cfg)
+    near, evals_w = warm_start(sdf_fn, origins, dirs, near, far, t_guess, backoff)
+    res = sphere_trace(sdf_fn, origins, dirs, near, far, cfg)
+    return TraceResult(t=res.t, hit=res.hit, n_evals=res.n_evals + evals_w, closest_t=res.closest_t,
+                       closest_sdf=res.closest_sdf)
+
+
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1])) if x.dim() == 3 else x.gather(1, idx)
 
@@ -106,6 +122,7 @@ def render(
     config: RenderConfig = RenderConfig(),
     differentiable: bool | None = None,
     pixels: torch.Tensor | None = None,
+    start_depth: torch.Tensor | None = None,
 ) -> RenderOutput:
     """Render the zero level set of ``sdf_fn`` from ``camera``.
 
@@ -121,6 +138,13 @@ def render(
         pixels: optional continuous pixel coordinates ``(B, M, 2)`` or ``(M, 2)`` (x, y; centres
             at +0.5) to render instead of the whole image; the outputs are then ``(B, M, ...)``
             (what an optimizer uses to render a random subset of pixels per step).
+        start_depth: optional ``(B, N)`` expected camera-frame depth of each ray's surface (``N`` rays:
+            the pixels, or ``H * W``), NaN where unknown: e.g. the depth of the same pixel in the
+            previous step of a fit. Such a ray is first tested ``config.warm_backoff`` before and behind
+            that depth: with a sign change it marches from the front sample
+            (:func:`~nphmkit.render.trace.warm_start`), else from the bounding sphere like the others.
+            The hit is the same as without a guess unless a surface lies more than the backoff in
+            front of a bracketed guess.
 
     Returns:
         A :class:`RenderOutput`; maps are channels-last.
@@ -136,6 +160,11 @@ def render(
         origins, dirs = camera.rays(pixels)
         center = origins.new_tensor(config.bound_center)
         near, far = _sphere_range(origins, dirs, center, config.bound_radius)
+        t_guess = None
+        if start_depth is not None:  # camera-frame depth -> distance along each ray
+            check_tensor("start_depth", start_depth, (b, n))
+            dz = torch.einsum("bij,bnj->bni", camera.R, dirs)[..., 2]
+            t_guess = start_depth.to(near.dtype) / dz.clamp_min(1e-6)
         trace_cfg = config.trace
         if config.min_step_px > 0:  # a quarter pixel at the distance travelled
             focal = float(camera.K[:, 0, 0].min())
@@ -143,7 +172,8 @@ def render(
         ts, hits, evals, closest_t, closest_s = [], [], [], [], []
         for start in range(0, n, config.chunk):
             sl = slice(start, start + config.chunk)
-            res = sphere_trace(sdf_fn, origins[:, sl], dirs[:, sl], near[:, sl], far[:, sl], trace_cfg)
+            res = _trace_chunk(sdf_fn, origins[:, sl], dirs[:, sl], near[:, sl], far[:, sl],
+                               None if t_guess is None else t_guess[:, sl], config.warm_backoff, trace_cfg)
             ts.append(res.t)
             hits.append(res.hit)
             evals.append(res.n_evals)

@@ -49,7 +49,7 @@ class TraceResult:
     closest_sdf: torch.Tensor
 
 
-def _eval_rays(sdf_fn: Callable, origins, dirs, t, mask, n_evals) -> torch.Tensor:
+def eval_rays(sdf_fn: Callable, origins, dirs, t, mask, n_evals) -> torch.Tensor:
     """SDF at ``origins + t * dirs`` for rays in ``mask (B, N)``; other entries are NaN."""
     out = torch.full_like(t, float("nan"))
     counts = mask.sum(1)
@@ -72,6 +72,39 @@ def _eval_rays(sdf_fn: Callable, origins, dirs, t, mask, n_evals) -> torch.Tenso
 
 
 @torch.no_grad()
+def regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, rays, t, cfg: TraceConfig, n_evals,
+                 steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root of the SDF on brackets ``[lo_t, hi_t]`` (``lo_s > 0 >= hi_s``) of ``rays (B, N)`` by Illinois steps.
+
+    At most ``steps`` (default ``cfg.refine_steps``) evaluations per ray, stopping at ``|sdf| <
+    cfg.refine_tol``. Returns ``t (B, N)``, the estimates on ``rays`` (the given ``t`` elsewhere), and
+    ``width (B, N)``, the final bracket's length (how far the estimate can be from the root). Counts
+    evaluations in ``n_evals``.
+    """
+    lo_t, lo_s, hi_t, hi_s = lo_t.clone(), lo_s.clone(), hi_t.clone(), hi_s.clone()
+    rf = rays & (hi_t > lo_t)
+    t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t)
+    side = torch.zeros_like(t, dtype=torch.int8)
+    for _ in range(cfg.refine_steps if steps is None else steps):
+        if not bool(rf.any()):
+            break
+        s_est = eval_rays(sdf_fn, origins, dirs, t_est, rf, n_evals)
+        done = rf & (s_est.abs() < cfg.refine_tol)
+        pos = rf & ~done & (s_est > 0)
+        neg = rf & ~done & (s_est <= 0)
+        lo_t, lo_s = torch.where(pos, t_est, lo_t), torch.where(pos, s_est, lo_s)
+        hi_t, hi_s = torch.where(neg, t_est, hi_t), torch.where(neg, s_est, hi_s)
+        # Illinois: halve the stale end's value when the same side moves twice
+        hi_s = torch.where(pos & (side == 1), hi_s / 2, hi_s)
+        lo_s = torch.where(neg & (side == -1), lo_s / 2, lo_s)
+        side = torch.where(pos, torch.ones_like(side), torch.where(neg, -torch.ones_like(side), side))
+        lo_t, hi_t = torch.where(done, t_est, lo_t), torch.where(done, t_est, hi_t)
+        rf = rf & ~done
+        t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t_est)
+    return torch.where(rays, t_est, t), torch.where(rays, hi_t - lo_t, torch.zeros_like(t))
+
+
+@torch.no_grad()
 def sphere_trace(
     sdf_fn: Callable[[torch.Tensor], torch.Tensor],
     origins: torch.Tensor,
@@ -85,7 +118,7 @@ def sphere_trace(
     live = near < far
     t = torch.where(live, near, far)
     n_evals = torch.zeros_like(t, dtype=torch.int32)
-    s = _eval_rays(sdf_fn, origins, dirs, t, live, n_evals)
+    s = eval_rays(sdf_fn, origins, dirs, t, live, n_evals)
     omega = torch.full_like(t, cfg.relax)
     hit = live & (s < cfg.eps)
     crossed = live & (s < 0)  # started inside: treat the entry point as a hit
@@ -99,7 +132,7 @@ def sphere_trace(
             break
         step = torch.maximum(omega * s, cfg.min_step * t)
         t_new = t + step
-        s_new = _eval_rays(sdf_fn, origins, dirs, t_new, active, n_evals)
+        s_new = eval_rays(sdf_fn, origins, dirs, t_new, active, n_evals)
         relaxed = (omega > 1.0) & (omega * s >= cfg.min_step * t)
         # a relaxed step that lands inside, or whose spheres do not overlap, is retried plainly;
         # a plain step that lands inside (a field steeper than 1) brackets the surface
@@ -131,30 +164,44 @@ def sphere_trace(
         slope = (prev_s - s) / (t - prev_t).clamp_min(1e-12)  # -d sdf / dt along the ray
         ahead = torch.where(slope > 1e-6, s / slope.clamp_min(1e-6), s).clamp(min=s, max=20 * s + 2 * cfg.eps)
         probe_t = t + 1.25 * ahead + 10 * cfg.refine_tol
-        probe_s = _eval_rays(sdf_fn, origins, dirs, probe_t, near_only, n_evals)
+        probe_s = eval_rays(sdf_fn, origins, dirs, probe_t, near_only, n_evals)
         got = near_only & (probe_s < 0)
         lo_t, lo_s = torch.where(got, t, lo_t), torch.where(got, s, lo_s)
         hi_t, hi_s = torch.where(got, probe_t, hi_t), torch.where(got, probe_s, hi_s)
         crossed |= got
         t = torch.where(near_only & ~got, probe_t, t)  # no sign change: the probe is closer still
-    # regula falsi (Illinois) on the brackets
-    rf = crossed & (hi_t > lo_t)
-    t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t)
-    side = torch.zeros_like(t, dtype=torch.int8)
-    for _ in range(cfg.refine_steps):
-        if not bool(rf.any()):
-            break
-        s_est = _eval_rays(sdf_fn, origins, dirs, t_est, rf, n_evals)
-        done = rf & (s_est.abs() < cfg.refine_tol)
-        pos = rf & ~done & (s_est > 0)
-        neg = rf & ~done & (s_est <= 0)
-        lo_t, lo_s = torch.where(pos, t_est, lo_t), torch.where(pos, s_est, lo_s)
-        hi_t, hi_s = torch.where(neg, t_est, hi_t), torch.where(neg, s_est, hi_s)
-        # Illinois: halve the stale end's value when the same side moves twice
-        hi_s = torch.where(pos & (side == 1), hi_s / 2, hi_s)
-        lo_s = torch.where(neg & (side == -1), lo_s / 2, lo_s)
-        side = torch.where(pos, torch.ones_like(side), torch.where(neg, -torch.ones_like(side), side))
-        rf = rf & ~done
-        t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t_est)
-    t = torch.where(crossed, t_est, t)
+    t, _ = regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, crossed, t, cfg, n_evals)
     return TraceResult(t=t, hit=hit, n_evals=n_evals, closest_t=closest_t, closest_sdf=closest_s)
+
+
+@torch.no_grad()
+def warm_start(
+    sdf_fn: Callable[[torch.Tensor], torch.Tensor],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    near: torch.Tensor,
+    far: torch.Tensor,
+    t_guess: torch.Tensor,
+    backoff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where rays with an expected hit distance ``t_guess (B, N)`` (NaN: none) may start marching.
+
+    The SDF is evaluated at ``t_guess -/+ backoff`` (one call for both). A sign change (outside,
+    then inside) shows a surface there: the ray marches from ``t_guess - backoff`` and so finds the
+    first surface after that point, thin features included (a root-finder on the bracket could land
+    on a later one). Every other ray (no guess, or no sign change: the surface moved by more than
+    ``backoff``, or the ray now misses) marches from ``near``. The hit is the cold trace's unless a
+    surface lies more than ``backoff`` in front of a bracketed guess.
+
+    Returns:
+        The new ``near (B, N)`` for :func:`sphere_trace` and ``n_evals (B, N)`` int32 spent here.
+    """
+    n = near.shape[1]
+    t_a, t_b = t_guess - backoff, t_guess + backoff
+    cand = torch.isfinite(t_guess) & (t_a > near) & (t_b < far)
+    evals2 = torch.zeros(near.shape[0], 2 * n, dtype=torch.int32, device=near.device)
+    s2 = eval_rays(sdf_fn, torch.cat([origins, origins], 1), torch.cat([dirs, dirs], 1),
+                   torch.cat([torch.where(cand, t_a, near), torch.where(cand, t_b, near)], 1),
+                   torch.cat([cand, cand], 1), evals2)
+    bracket = cand & (s2[:, :n] > 0) & (s2[:, n:] <= 0)
+    return torch.where(bracket, t_a, near), evals2[:, :n] + evals2[:, n:]

@@ -2,7 +2,9 @@
 
 Any folder in the dataset layout (docs/contracts.md "Datasets": ``index.json``, ``NNNNNN_rgb.png``,
 ``NNNNNN_maps.npz``) trains the same way, so renders of your own scans work as well as
-``nphmkit synth``'s. Losses follow Pixel3DMM: L1 on normals and canonical points inside the target
+``nphmkit synth``'s; ``data="synthetic:N"`` renders the synthetic family's images on the fly instead
+(the same images as the folder ``nphmkit synth -n N`` writes; ``render_workers`` processes).
+Losses follow Pixel3DMM: L1 on normals and canonical points inside the target
 mask, plus a mask term (binary cross-entropy on the mask logits); weights in the config.
 
 Augmentations (:mod:`nphmkit.training.augment`, each seeded by ``(seed, step, item)``, so runs resume
@@ -37,7 +39,13 @@ class PredictorTrainConfig:
     """Everything ``nphmkit train predictor`` reads (YAML/JSON, presets, ``--set`` overrides)."""
 
     data: str = "data/synth"
-    """A dataset folder (docs/contracts.md "Datasets") with images at ``image_size``."""
+    """A dataset folder (docs/contracts.md "Datasets") with images at ``image_size``, or ``"synthetic:N"``:
+    N synthetic images rendered on the fly (:class:`~nphmkit.data.synthetic.stream.SyntheticStream`, the
+    images ``nphmkit synth -n N --size image_size --seed synthetic_seed`` would write)."""
+    synthetic_seed: int = 0
+    """With ``data="synthetic:N"``: the synthetic family's sampling seed."""
+    render_workers: int = 0
+    """With ``data="synthetic:N"``: processes rendering each step's images (0: the training process)."""
     preset: str = "small"
     """The network: ``"small"`` (:meth:`DenseConfig.small`)."""
     image_size: int = 128
@@ -60,6 +68,11 @@ class PredictorTask:
         from nphmkit.data.dataset import ImageDataset
 
         self.cfg = cfg
+        self.seed = cfg.run.seed
+        self.stream = None
+        if cfg.data.startswith("synthetic:"):
+            self._open_stream(cfg)
+            return
         data = ImageDataset(cfg.data)
         if len(data) == 0:
             raise ValueError(f"data: {cfg.data} holds no images")
@@ -73,7 +86,26 @@ class PredictorTask:
         self.normals = stack("normals").permute(0, 3, 1, 2).contiguous()
         self.canonical = stack("canonical").permute(0, 3, 1, 2).contiguous()
         self.mask = stack("mask")
-        self.seed = cfg.run.seed
+
+    def _open_stream(self, cfg: PredictorTrainConfig) -> None:
+        from nphmkit.data.synthetic.dataset import SynthConfig
+        from nphmkit.data.synthetic.stream import SyntheticStream
+
+        count = cfg.data.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"data: expected a folder or 'synthetic:N' with N >= 1 images, got {cfg.data!r}")
+        if cfg.render_workers < 0:
+            raise ValueError(f"render_workers: expected >= 0, got {cfg.render_workers}")
+        synth = SynthConfig(image_size=cfg.image_size, seed=cfg.synthetic_seed)
+        self.stream = SyntheticStream(int(count), synth, workers=cfg.render_workers)
+
+    def _arrays(self, items: list[int]):
+        """Channels-first ``rgb``, ``normals``, ``canonical`` ``(M, 3, H, W)`` and ``mask (M, H, W)`` of ``items``."""
+        if self.stream is None:
+            return self.rgb[items], self.normals[items], self.canonical[items], self.mask[items]
+        got = self.stream.items(items)
+        cf = lambda k: got[k].permute(0, 3, 1, 2).contiguous()  # noqa: E731
+        return cf("rgb"), cf("normals"), cf("canonical"), got["mask"]
 
     def network_config(self) -> DenseConfig:
         if self.cfg.preset != "small":
@@ -84,13 +116,15 @@ class PredictorTask:
         return DensePredictor(self.network_config())
 
     def __len__(self) -> int:
-        return self.rgb.shape[0]
+        return len(self.stream) if self.stream is not None else self.rgb.shape[0]
 
     def batch(self, items: torch.Tensor, step: int, device: torch.device):
+        ids = items.tolist()
+        rgb, normals, canonical, mask = self._arrays(ids)
         out = []
-        for i in items.tolist():
+        for j, i in enumerate(ids):
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_000_033 + i)
-            out.append(augment_item(self.rgb[i], self.normals[i], self.canonical[i], self.mask[i], self.cfg.augment, g))
+            out.append(augment_item(rgb[j], normals[j], canonical[j], mask[j], self.cfg.augment, g))
         rgb, normals, canonical, mask = (torch.stack(t).to(device) for t in zip(*out))
         return rgb, normals, canonical, mask
 
@@ -118,5 +152,7 @@ class PredictorTask:
     def finish(self, model: nn.Module, run_dir: Path) -> None:
         from nphmkit.training.config import config_dict
 
+        if self.stream is not None:
+            self.stream.close()
         model.save(run_dir / "weights", metadata={"trained_by": "nphmkit train predictor", "data": self.cfg.data,
                                                   "config": config_dict(self.cfg), "normal_frame": "camera"})

@@ -74,6 +74,9 @@ class RegressorTrainConfig:
     augment: Augment = field(default_factory=lambda: Augment(flip=0.0))
     weights: RegressorLossWeights = field(default_factory=RegressorLossWeights)
     seed_samples: int = 0
+    init: str = ""
+    """A regressor weight folder or shipped name (``small_regressor``) to start from (fine-tuning); its
+    network sizes and predictor must match this config's. Empty: random initialization."""
     run: RunConfig = field(default_factory=lambda: RunConfig(steps=6000, batch_size=16, lr=1e-3, warmup=200,
                                                               log_every=50, checkpoint_every=500))
 
@@ -190,7 +193,30 @@ class RegressorTask:
                                           readout_hidden=c.readout_hidden, lat_dim_glob=self.nphm.config.lat_dim_glob,
                                           lat_dim_loc=self.nphm.config.lat_dim_loc,
                                           lat_dim_ex=self.nphm.config.lat_dim_ex)
-        return Pix2NPHMRegressor(rc, predictor=self.predictor)
+        net = Pix2NPHMRegressor(rc, predictor=self.predictor)
+        if c.init:
+            net.load_state_dict(self._initial_state(rc))
+        return net
+
+    def _initial_state(self, rc) -> dict:
+        """The weights of ``cfg.init`` after checking that they fit ``rc`` and read this run's predictor."""
+        from nphmkit.heads.regressor import Pix2NPHMRegressor
+        from nphmkit.pretrained import weights_folder, weights_sha256
+
+        try:
+            folder = weights_folder(self.cfg.init)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"init: {err}") from None
+        start = Pix2NPHMRegressor.load(folder, predictor=self.predictor)
+        want, have = start.metadata.get("predictor_sha256"), weights_sha256(self.predictor_folder)
+        if want and want != have:
+            raise ValueError(f"init: {folder} was trained on the predictor with sha256 {want[:12]}, this run reads "
+                             f"{self.cfg.predictor} ({have[:12]})")
+        if start.config != rc:
+            diff = {k: (getattr(start.config, k), getattr(rc, k)) for k in vars(rc)
+                    if getattr(start.config, k) != getattr(rc, k)}
+            raise ValueError(f"init: {folder} has other network sizes than this config (its value, this config's): {diff}")
+        return start.state_dict()
 
     def __len__(self) -> int:
         return self.rgb.shape[0]

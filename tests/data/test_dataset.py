@@ -39,6 +39,27 @@ def test_synth_command_writes_the_dataset_layout(tmp_path, capsys):
     assert main(["synth", "-n", "0", "-o", str(tmp_path / "x"), "--quiet"]) == 2
 
 
+def test_worker_processes_write_the_same_dataset(tmp_path, capsys):
+    """``--workers 2`` (spawned processes, one thread each): the same files and index as one process."""
+    args = ["-n", "7", "--size", "24", "--quiet", "--seed", "5"]
+    assert main(["synth", *args, "-o", str(tmp_path / "one")]) == 0
+    assert main(["synth", *args, "-o", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert "2 worker processes" in capsys.readouterr().out
+    one, two = ImageDataset(tmp_path / "one"), ImageDataset(tmp_path / "two")
+    assert len(two) == 7
+    a, b = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
+    assert [r["index"] for r in b["images"]] == list(range(7))
+    for ra, rb in zip(a["images"], b["images"]):
+        assert ra.keys() == rb.keys() and ra["rgb"] == rb["rgb"] and ra["identity"] == rb["identity"]
+        assert_close(torch.tensor(ra["landmarks"]), torch.tensor(rb["landmarks"]), atol=1e-5)
+    for i in range(7):
+        assert torch.equal(one[i]["mask"], two[i]["mask"])
+        assert_close(one[i]["rgb"].float(), two[i]["rgb"].float(), atol=1.0)  # 8-bit; at most one level
+        assert_close(one[i]["normals"], two[i]["normals"], atol=1e-5)
+    assert main(["synth", *args, "-o", str(tmp_path / "bad"), "--workers", "0"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 def test_maps_match_a_fresh_render_of_the_recorded_camera(tmp_path):
     cfg = SynthConfig(image_size=40, expressions_per_head=2, views_per_expression=1, seed=3)
     write_dataset(tmp_path, 2, cfg, progress=False)

@@ -97,3 +97,36 @@ def test_train_command_refuses_bad_configs(dataset, tmp_path, capsys):
         assert main(["train", "predictor", *extra, "-o", str(tmp_path / "r"), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_on_the_fly_data_is_the_prerendered_folder(dataset, workers):
+    """``data="synthetic:N"`` renders the images ``nphmkit synth -n N`` writes; the task's batches match."""
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.data.synthetic.stream import SyntheticStream
+    from nphmkit.training.predictor import PredictorTask, PredictorTrainConfig
+    from nphmkit.training.runner import RunConfig
+
+    folder = ImageDataset(dataset)
+    cfg = SynthConfig(image_size=128, expressions_per_head=2, views_per_expression=2, seed=3)
+    with SyntheticStream(8, cfg, workers=workers) as stream:
+        got = stream.items([6, 1, 5, 2, 7])  # two batches of the config: two processes when workers=2
+        for j, i in enumerate([6, 1, 5, 2, 7]):
+            want = folder[i]
+            assert torch.equal(got["rgb"][j], want["rgb"]) and torch.equal(got["mask"][j], want["mask"])
+            for key in ("normals", "canonical", "K", "R", "t"):
+                assert torch.allclose(got[key][j], want[key], atol=1e-6), key
+        with pytest.raises(IndexError, match="out of range for a stream of 8"):
+            stream[8]
+    if workers:
+        return
+    # the training task on the fly vs on the folder: the same augmented batch (SynthConfig defaults: 2 x 2)
+    run = RunConfig(steps=1, batch_size=3, seed=4)
+    fly = PredictorTask(PredictorTrainConfig(data="synthetic:8", synthetic_seed=3, run=run))
+    disk = PredictorTask(PredictorTrainConfig(data=str(dataset), run=run))
+    assert len(fly) == len(disk) == 8
+    items = torch.tensor([3, 0, 7])
+    for a, b in zip(fly.batch(items, 5, torch.device("cpu")), disk.batch(items, 5, torch.device("cpu"))):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+    with pytest.raises(ValueError, match="synthetic:N"):
+        PredictorTask(PredictorTrainConfig(data="synthetic:many", run=run))

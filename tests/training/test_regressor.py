@@ -83,3 +83,20 @@ def test_train_regressor_refuses_bad_data(tmp_path, capsys):
         assert main(["train", "regressor", "--config", "tiny", *extra, "-o", str(tmp_path / "r"), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_fine_tuning_starts_from_a_regressor_folder(dataset, tmp_path, capsys):
+    """``init=small_regressor``: the run starts from the shipped weights (at lr 1e-12 it keeps them);
+    a regressor of other sizes is refused naming the field."""
+    from nphmkit.pretrained import SMALL_REGRESSOR
+
+    run = tmp_path / "ft"
+    assert main(["train", "regressor", "--config", "tiny", "--set", f"data={dataset}", "--set", "init=small_regressor",
+                 "--set", "run.lr=1e-12", "--set", "run.steps=2", "-o", str(run), "--quiet"]) == 0, capsys.readouterr().err
+    tuned, shipped = (load_file(str(p / "weights.safetensors")) for p in (run / "weights", SMALL_REGRESSOR))
+    assert tuned.keys() == shipped.keys()
+    assert all(torch.allclose(tuned[k], shipped[k], atol=1e-8) for k in shipped)
+    assert main(["train", "regressor", "--config", "tiny", "--set", f"data={dataset}", "--set", "init=small_regressor",
+                 "--set", "width=32", "-o", str(tmp_path / "bad"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "init:" in err and "'width': (64, 32)" in err, err

@@ -149,50 +149,85 @@ def render_batch(plans: list[dict], cfg: SynthConfig):
     return rgb, out, camera, head, box
 
 
+def write_images(folder: str | os.PathLike, indices: list[int], config: SynthConfig) -> list[dict]:
+    """Render and write images ``indices`` (one :func:`render_batch`) into ``folder``; returns their records."""
+    folder = Path(folder)
+    plans = [image_plan(i, config) for i in indices]
+    rgb, out, camera, head, box = render_batch(plans, config)
+    marks = landmarks(head)
+    records = []
+    for j, i in enumerate(indices):
+        stem = f"{i:06d}"
+        write_png(folder / f"{stem}_rgb.png", rgb[j])
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            normals=out.normals[j].numpy().astype(np.float32),
+            canonical=out.canonical[j].numpy().astype(np.float32),
+            mask=out.mask[j].numpy(),
+            depth=out.depth[j].numpy().astype(np.float32),
+            canonical_valid=out.canonical_valid[j].numpy(),
+        )
+        write_bytes(folder / f"{stem}_maps.npz", buf.getvalue())
+        p = plans[j]
+        records.append({
+            "index": i, "head": p["head"], "expression": p["expression"], "view": p["view"],
+            "rgb": f"{stem}_rgb.png", "maps": f"{stem}_maps.npz",
+            "image_size": [config.image_size, config.image_size],
+            "K": camera.K[j].tolist(), "R": camera.R[j].tolist(), "t": camera.t[j].tolist(),
+            "face_box": box[j].tolist(), "focal": float(camera.K[j, 0, 0]) / config.image_size,
+            "distance": float(camera.center()[j].sub(torch.tensor(config.target)).norm()),
+            "identity": dict(zip(P.IDENTITY_NAMES, p["identity"].tolist())),
+            "expression_params": dict(zip(P.EXPRESSION_NAMES, p["expression_params"].tolist())),
+            "landmarks": marks[j].tolist(),
+            "light": p["light"].tolist(), "ambient": p["ambient"], "skin_tone": p["tone"],
+        })
+    return records
+
+
+def _worker_start() -> None:
+    torch.set_num_threads(1)  # one core per worker process
+
+
 def write_dataset(
-    out_dir: str | os.PathLike, n_images: int, config: SynthConfig = SynthConfig(), progress: bool | None = None
+    out_dir: str | os.PathLike,
+    n_images: int,
+    config: SynthConfig = SynthConfig(),
+    progress: bool | None = None,
+    workers: int = 1,
 ) -> Path:
-    """Render ``n_images`` images into ``out_dir`` (see the module doc). Returns the folder."""
+    """Render ``n_images`` images into ``out_dir`` (see the module doc). Returns the folder.
+
+    ``workers > 1`` renders batches of ``config.batch`` images in that many worker processes (one
+    thread each); every image depends only on its index and the config, so the files are the same
+    as with one process.
+    """
     if n_images < 1:
         raise ValueError(f"n_images: expected >= 1, got {n_images}")
+    if workers < 1:
+        raise ValueError(f"workers: expected >= 1, got {workers}")
     from nphmkit._progress import progress_bar
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    records = []
+    chunks = [list(range(s, min(s + config.batch, n_images))) for s in range(0, n_images, config.batch)]
+    records: list[dict] = []
     bar = progress_bar(total=n_images, unit="img", desc="synthetic heads", progress=progress)
-    for start in range(0, n_images, config.batch):
-        idx = list(range(start, min(start + config.batch, n_images)))
-        plans = [image_plan(i, config) for i in idx]
-        rgb, out, camera, head, box = render_batch(plans, config)
-        marks = landmarks(head)
-        for j, i in enumerate(idx):
-            stem = f"{i:06d}"
-            write_png(folder / f"{stem}_rgb.png", rgb[j])
-            buf = io.BytesIO()
-            np.savez_compressed(
-                buf,
-                normals=out.normals[j].numpy().astype(np.float32),
-                canonical=out.canonical[j].numpy().astype(np.float32),
-                mask=out.mask[j].numpy(),
-                depth=out.depth[j].numpy().astype(np.float32),
-                canonical_valid=out.canonical_valid[j].numpy(),
-            )
-            write_bytes(folder / f"{stem}_maps.npz", buf.getvalue())
-            p = plans[j]
-            records.append({
-                "index": i, "head": p["head"], "expression": p["expression"], "view": p["view"],
-                "rgb": f"{stem}_rgb.png", "maps": f"{stem}_maps.npz",
-                "image_size": [config.image_size, config.image_size],
-                "K": camera.K[j].tolist(), "R": camera.R[j].tolist(), "t": camera.t[j].tolist(),
-                "face_box": box[j].tolist(), "focal": float(camera.K[j, 0, 0]) / config.image_size,
-                "distance": float(camera.center()[j].sub(torch.tensor(config.target)).norm()),
-                "identity": dict(zip(P.IDENTITY_NAMES, p["identity"].tolist())),
-                "expression_params": dict(zip(P.EXPRESSION_NAMES, p["expression_params"].tolist())),
-                "landmarks": marks[j].tolist(),
-                "light": p["light"].tolist(), "ambient": p["ambient"], "skin_tone": p["tone"],
-            })
-        bar.update(len(idx))
+    if workers == 1 or len(chunks) == 1:
+        for idx in chunks:
+            records += write_images(folder, idx, config)
+            bar.update(len(idx))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx, initializer=_worker_start) as pool:
+            futures = {pool.submit(write_images, str(folder), idx, config): len(idx) for idx in chunks}
+            for done in as_completed(futures):
+                records += done.result()
+                bar.update(futures[done])
+        records.sort(key=lambda r: r["index"])
     bar.close()
     index = {
         "description": "nphmkit synthetic head family (analytic heads, not real people); world = NPHM space",

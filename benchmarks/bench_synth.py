@@ -1,0 +1,61 @@
+"""Synthetic data throughput: pre-rendering (``nphmkit synth --workers``) and rendering on the fly.
+
+    python benchmarks/bench_synth.py [--images 32] [--size 128] [--workers 1 2]
+
+Times ``write_dataset`` of ``--images`` images with each worker count, and one training batch of 16
+images from :class:`~nphmkit.data.synthetic.stream.SyntheticStream` (on the fly) against the same
+16 read from the written folder, so the ratio says what rendering on the fly costs per step here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    import torch
+
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+    from nphmkit.data.synthetic.stream import SyntheticStream
+
+    cfg = SynthConfig(image_size=args.size, seed=11)
+    print(f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {args.images} images of {args.size}^2")
+    print("| data | seconds | images/s |")
+    print("|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = None
+        for w in args.workers:
+            t0 = time.perf_counter()
+            folder = write_dataset(os.path.join(tmp, f"w{w}"), args.images, cfg, progress=False, workers=w)
+            dt = time.perf_counter() - t0
+            base = base or dt
+            print(f"| nphmkit synth --workers {w} | {dt:.1f} | {args.images / dt:.1f} ({base / dt:.2f}x) |")
+        batch = list(range(min(16, args.images)))
+        data = ImageDataset(folder)
+        t0 = time.perf_counter()
+        [data[i] for i in batch]
+        disk = time.perf_counter() - t0
+        print(f"| batch of {len(batch)} from the folder | {disk:.3f} | {len(batch) / disk:.0f} |")
+        for w in (0, *[x for x in args.workers if x > 1]):
+            with SyntheticStream(args.images, cfg, workers=w) as stream:
+                stream.items(batch[:1] if w == 0 else batch)  # warm-up (worker start-up)
+                t0 = time.perf_counter()
+                stream.items(batch)
+                dt = time.perf_counter() - t0
+            print(f"| batch of {len(batch)} on the fly, {w} workers | {dt:.2f} | {len(batch) / dt:.1f} "
+                  f"({dt / disk:.0f}x the folder) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
