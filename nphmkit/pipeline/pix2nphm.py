@@ -32,7 +32,8 @@ from nphmkit.protocols import check_head_model
 from nphmkit.render import default_intrinsics
 from nphmkit.transforms import decode_crop_pose
 
-REFINE = ImageFitConfig(steps=50, patience=50, lr_codes=1e-3, fit_pose=False, anchor=0.1, w_points=10.0)
+REFINE = ImageFitConfig(steps=50, patience=50, lr_codes=1e-3, fit_pose=False, anchor=0.1, w_points=10.0,
+                        warm_start=True)
 """Refinement from a regressor's codes and pose: the codes only (the regressor's pose is kept: on the shipped
 models it beats where the predicted maps pull it), at a fifth of the default learning rate, held near their
 start by an anchor, with the canonical point term down-weighted (the predicted point map carries millimetres
