@@ -72,20 +72,17 @@ def eval_rays(sdf_fn: Callable, origins, dirs, t, mask, n_evals) -> torch.Tensor
 
 
 @torch.no_grad()
-def regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, rays, t, cfg: TraceConfig, n_evals,
-                 steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, rays, t, cfg: TraceConfig, n_evals) -> torch.Tensor:
     """Root of the SDF on brackets ``[lo_t, hi_t]`` (``lo_s > 0 >= hi_s``) of ``rays (B, N)`` by Illinois steps.
 
-    At most ``steps`` (default ``cfg.refine_steps``) evaluations per ray, stopping at ``|sdf| <
-    cfg.refine_tol``. Returns ``t (B, N)``, the estimates on ``rays`` (the given ``t`` elsewhere), and
-    ``width (B, N)``, the final bracket's length (how far the estimate can be from the root). Counts
-    evaluations in ``n_evals``.
+    At most ``cfg.refine_steps`` evaluations per ray, stopping at ``|sdf| < cfg.refine_tol``. Returns
+    ``t (B, N)``: the estimates on ``rays``, the given ``t`` elsewhere. Counts evaluations in ``n_evals``.
     """
     lo_t, lo_s, hi_t, hi_s = lo_t.clone(), lo_s.clone(), hi_t.clone(), hi_s.clone()
     rf = rays & (hi_t > lo_t)
     t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t)
     side = torch.zeros_like(t, dtype=torch.int8)
-    for _ in range(cfg.refine_steps if steps is None else steps):
+    for _ in range(cfg.refine_steps):
         if not bool(rf.any()):
             break
         s_est = eval_rays(sdf_fn, origins, dirs, t_est, rf, n_evals)
@@ -98,10 +95,9 @@ def regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, rays, t, cfg: Tr
         hi_s = torch.where(pos & (side == 1), hi_s / 2, hi_s)
         lo_s = torch.where(neg & (side == -1), lo_s / 2, lo_s)
         side = torch.where(pos, torch.ones_like(side), torch.where(neg, -torch.ones_like(side), side))
-        lo_t, hi_t = torch.where(done, t_est, lo_t), torch.where(done, t_est, hi_t)
         rf = rf & ~done
         t_est = torch.where(rf, lo_t - lo_s * (hi_t - lo_t) / (hi_s - lo_s), t_est)
-    return torch.where(rays, t_est, t), torch.where(rays, hi_t - lo_t, torch.zeros_like(t))
+    return torch.where(rays, t_est, t)
 
 
 @torch.no_grad()
@@ -170,7 +166,7 @@ def sphere_trace(
         hi_t, hi_s = torch.where(got, probe_t, hi_t), torch.where(got, probe_s, hi_s)
         crossed |= got
         t = torch.where(near_only & ~got, probe_t, t)  # no sign change: the probe is closer still
-    t, _ = regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, crossed, t, cfg, n_evals)
+    t = regula_falsi(sdf_fn, origins, dirs, lo_t, lo_s, hi_t, hi_s, crossed, t, cfg, n_evals)
     return TraceResult(t=t, hit=hit, n_evals=n_evals, closest_t=closest_t, closest_sdf=closest_s)
 
 
