@@ -2,6 +2,7 @@
 
     python benchmarks/bench_reconstruction.py [--data out/small_predictor/heldout] [--images 20] [--steps 100]
                                               [--out out/bench_reconstruction] [--resolution 96] [--redo-b]
+                                              [--stages abcd]
 
 Images: the first ``--images`` of a held-out dataset folder (default: the predictor script's seed-11
 renders: heads, expressions and views no model saw; rendered if missing). Stages, same images; (c) runs
@@ -40,12 +41,30 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("a_feed_forward", "b_refined_predicted", "c_refined_exact", "d_fit_points")
 
 
-def refine_tag() -> str:
-    """What stage (b) ran: the pipeline's refinement settings (cached items made with others are redone by --redo-b)."""
+def refine_tag(no_confidence: bool = False) -> str:
+    """What stage (b) ran: the pipeline's refinement settings and the shipped predictor whose maps it fits (cached
+    items made with others are redone by --redo-b)."""
     from nphmkit.pipeline.pix2nphm import REFINE as R
+    from nphmkit.pretrained import weights_folder, weights_sha256
 
     return (f"pix2nphm.REFINE: {R.steps} steps, lr codes {R.lr_codes:g}, anchor {R.anchor:g}, points weight "
-            f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}")
+            f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}; small_predictor "
+            f"{weights_sha256(weights_folder('small_predictor'))[:12]}" + (", confidence ignored" if no_confidence else ""))
+
+
+class _WithoutConfidence:
+    """A predictor whose maps come without their confidence (``--no-confidence``)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.config = predictor, predictor.config
+
+    def predict_maps(self, images, **kw):
+        from dataclasses import replace
+
+        return replace(self.predictor.predict_maps(images, **kw), confidence=None)
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
 
 
 def b_steps(regressor, steps: int) -> int | None:
@@ -135,7 +154,8 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
     return row, render_b
 
 
-def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int) -> dict:
+def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int,
+              stages: str = "abcd") -> dict:
     from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
     from nphmkit.pipeline import Pix2NPHM
 
@@ -149,22 +169,26 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
     if regressor is not None:
         start = time.perf_counter()
         ff = pipe.reconstruct(rgb, K, refine=False)
-        results["a_feed_forward"] = (ff, time.perf_counter() - start)
+        if "a" in stages:
+            results["a_feed_forward"] = (ff, time.perf_counter() - start)
         init = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
     else:
         init = None
-    start = time.perf_counter()
-    results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i, steps=b_steps(regressor, steps)),
-                                      time.perf_counter() - start)
-    start = time.perf_counter()
-    exact = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None], init=init,
-                      config=ImageFitConfig(steps=steps, patience=steps, seed=i),
-                      point_valid=item["canonical_valid"][None], progress=False)
-    results["c_refined_exact"] = (exact, time.perf_counter() - start)
-    start = time.perf_counter()
-    pts = fit_points(model, surface[None], config=PointFitConfig(steps=150, seed=i), progress=False)
-    pts = FitResult(pts.z_id, pts.z_ex, R_gt[None], t_gt[None], torch.ones(1))
-    results["d_fit_points"] = (pts, time.perf_counter() - start)
+    if "b" in stages:
+        start = time.perf_counter()
+        results["b_refined_predicted"] = (pipe.reconstruct(rgb, K, seed=i, steps=b_steps(regressor, steps)),
+                                          time.perf_counter() - start)
+    if "c" in stages:
+        start = time.perf_counter()
+        exact = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None],
+                          init=init, config=ImageFitConfig(steps=steps, patience=steps, seed=i),
+                          point_valid=item["canonical_valid"][None], progress=False)
+        results["c_refined_exact"] = (exact, time.perf_counter() - start)
+    if "d" in stages:
+        start = time.perf_counter()
+        pts = fit_points(model, surface[None], config=PointFitConfig(steps=150, seed=i), progress=False)
+        pts = FitResult(pts.z_id, pts.z_ex, R_gt[None], t_gt[None], torch.ones(1))
+        results["d_fit_points"] = (pts, time.perf_counter() - start)
     renders = {}
     for name, (res, seconds) in results.items():
         row = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item,
@@ -192,6 +216,8 @@ def _gallery(out: Path, done: list[dict]) -> None:
     from nphmkit.data.image_io import read_image, write_png
 
     key = "b_refined_predicted"
+    if not all(key in r["stages"] for r in done):
+        return
     ranked = sorted(done, key=lambda r: r["stages"][key]["now_mean_mm"])
     picks = [ranked[0], ranked[len(ranked) // 2], ranked[-1]]
     paths = [out / "items" / f"{r['image']:03d}_b.png" for r in picks]
@@ -207,11 +233,17 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_reconstruction")
     parser.add_argument("--no-regressor", action="store_true", help="skip stage (a); (b), (c) start from PnP")
+    parser.add_argument("--stages", default="abcd",
+                        help="the stages new images run (a subset of abcd; (b) and (c) start from (a) either way)")
+    parser.add_argument("--no-confidence", action="store_true",
+                        help="ablation: stage (b) ignores the predictor's confidence (unweighted pixels)")
     parser.add_argument("--redo-b", action="store_true",
                         help="recompute stage (b) of cached images with the pipeline's current refinement")
     args = parser.parse_args()
     if args.images < 1 or args.steps < 1:
         raise SystemExit(f"--images, --steps: expected positive counts, got {args.images}, {args.steps}")
+    if not args.stages or set(args.stages) - set("abcd"):
+        raise SystemExit(f"--stages: expected a subset of 'abcd', got {args.stages!r}")
     from nphmkit._io import write_text
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
@@ -223,6 +255,8 @@ def main() -> int:
     data = ImageDataset(args.data)
     n = min(args.images, len(data))
     model, predictor = load_small_nphm(), load_small_predictor()
+    if args.no_confidence:
+        predictor = _WithoutConfidence(predictor)
     regressor = None if args.no_regressor or not has_weights("small_regressor") else load_small_regressor()
     (args.out / "items").mkdir(parents=True, exist_ok=True)
     done = []
@@ -230,22 +264,22 @@ def main() -> int:
         path = args.out / "items" / f"{i:03d}.json"
         if path.is_file():
             row = json.loads(path.read_text())
-            if args.redo_b and row.get("refine") != refine_tag():
+            if args.redo_b and row.get("refine") != refine_tag(args.no_confidence):
                 row, render_b = redo_b(i, data[i], row, model, predictor, regressor, args.steps, args.resolution)
-                row["refine"] = refine_tag()
+                row["refine"] = refine_tag(args.no_confidence)
                 _save_views(args.out, i, data[i], render_b)
                 write_text(path, json.dumps(row) + "\n")
                 print(f"image {i}: (b) again: now {row['stages']['b_refined_predicted']['now_mean_mm']:.2f} mm", flush=True)
             done.append(row)
             continue
-        row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution)
-        row["refine"] = refine_tag()
+        row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution, args.stages)
+        row["refine"] = refine_tag(args.no_confidence)
         _save_views(args.out, i, data[i], row.pop("_renders").get("b_refined_predicted"))
         write_text(path, json.dumps(row) + "\n")
         done.append(row)
         print(f"image {i}: " + "; ".join(f"{k[0]} now {v['now_mean_mm']:.2f} posed {v['posed_mm']:.2f} mm"
                                          for k, v in row["stages"].items()), flush=True)
-    stages = [s for s in STAGES if s in done[0]["stages"]]
+    stages = [s for s in STAGES if all(s in r["stages"] for r in done)]
     keys = ("posed_mm", "now_median_mm", "now_mean_mm", "landmarks_mm", "normals_deg", "neutral_chamfer_mm", "seconds",
             "posed_chamfer_mm", "posed_nc", "posed_f2.5", "neutral_nc", "neutral_f2.5")
     table = {s: {k: float(np.nanmean([r["stages"][s].get(k, np.nan) for r in done])) for k in keys} for s in stages}

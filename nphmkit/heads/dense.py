@@ -24,7 +24,7 @@ from nphmkit.weights import WeightFolderMixin
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CHANNELS = {"normals": 3, "canonical": 3, "uv": 2, "mask": 1}
+CHANNELS = {"normals": 3, "canonical": 3, "uv": 2, "mask": 1, "confidence": 1}
 UV_FLIP_OFFSET = 0.015
 """Pixel3DMM's horizontal flip of a uv map: ``u -> 0.015 - u``."""
 
@@ -40,7 +40,9 @@ class DenseMaps:
         normals: ``(B, H, W, 3)`` unit normals towards the camera, or None.
         canonical: ``(B, H, W, 3)`` canonical (neutral-head) coordinates in NPHM units, or None.
         mask: ``(B, H, W)`` bool, the head's pixels, or None.
-        confidence: ``(B, H, W)`` float per-pixel weights, or None.
+        confidence: ``(B, H, W)`` float per-pixel weights, or None. A predictor with a ``"confidence"``
+            output gives ``exp(-s)``, the inverse of the per-pixel L1 error of its normals and canonical
+            points that it expects (only ratios matter: fits take the weighted mean).
         uv: ``(B, H, W, 2)`` FLAME uv coordinates, or None.
         frame: the normals' frame: ``"camera"`` (nphmkit's predictors) or ``"head"`` (official
             Pixel3DMM networks: FLAME-aligned; rotate by the head rotation into the camera frame).
@@ -72,11 +74,19 @@ class DenseConfig:
     view_embed_dim: int = 16
     outputs: tuple[str, ...] = ("normals", "canonical")
     patch_pos_enc: bool = False
+    head_mix: int = 0
+    """Residual 3x3 convolutions after each of the first two transposed convolutions, mixing neighbouring
+    tokens (0: none, as Pixel3DMM, whose 2x2 up-sampling gives each token's pixels from that token alone)."""
+    refine: int = 0
+    """Width of a full-resolution refiner: two 3x3 convolutions over the raw prediction and the image,
+    added to the raw prediction (0: none, as Pixel3DMM)."""
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.outputs if o not in CHANNELS]
         if unknown:
             raise ValueError(f"outputs: unknown {unknown}; choose from {sorted(CHANNELS)}")
+        if self.head_mix < 0 or self.refine < 0:
+            raise ValueError(f"head_mix, refine: expected >= 0, got {self.head_mix}, {self.refine}")
         grid = self.image_size // self.backbone.patch_size
         if self.image_size % self.backbone.patch_size or self.image_size % (grid * 8):
             raise ValueError(
@@ -108,6 +118,13 @@ class DenseConfig:
         return cls(backbone=ViTConfig.preset("tiny"), image_size=128, embed_dim=64, num_layers=2, num_heads=4,
                    n_views=1, outputs=outputs)
 
+    def feature_dict(self) -> dict:
+        """The sizes :meth:`DensePredictor.features` depends on (not the up-sampling head's)."""
+        d = asdict(self)
+        for key in ("outputs", "head_mix", "refine"):
+            d.pop(key)
+        return d
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["outputs"] = list(self.outputs)
@@ -116,9 +133,19 @@ class DenseConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "DenseConfig":
         d = dict(d)
+        d.setdefault("head_mix", 0)
+        d.setdefault("refine", 0)
         d["backbone"] = ViTConfig(**d["backbone"])
         d["outputs"] = tuple(d["outputs"])
         return cls(**d)
+
+
+FEATURE_PREFIXES = ("img_encoder.", "vol_decoder.", "patch_pos_enc", "view_embed")
+
+
+def is_feature_parameter(name: str) -> bool:
+    """Whether a :class:`DensePredictor` state-dict entry feeds :meth:`DensePredictor.features`."""
+    return name.startswith(FEATURE_PREFIXES)
 
 
 class Encoder(nn.Module):
@@ -186,6 +213,19 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         self.t_conv2 = nn.ConvTranspose2d(d, d, 2, stride=2)
         self.t_conv3 = nn.ConvTranspose2d(d, d, 2, stride=2)
         self.token_2_patch_content = nn.Linear(d, cfg.out_patch**2 * cfg.channels)
+        if cfg.head_mix:
+            self.head_mix = nn.ModuleList(
+                nn.ModuleList(nn.Conv2d(d, d, 3, padding=1) for _ in range(cfg.head_mix)) for _ in range(2))
+            for conv in self.head_mix.modules():  # residual branches start at zero: a net grown from a trained
+                if isinstance(conv, nn.Conv2d):  # predictor starts with its outputs
+                    nn.init.zeros_(conv.weight)
+                    nn.init.zeros_(conv.bias)
+        if cfg.refine:
+            r = cfg.refine
+            self.refiner = nn.Sequential(nn.Conv2d(cfg.channels + 3, r, 3, padding=1), nn.GELU(),
+                                         nn.Conv2d(r, r, 3, padding=1), nn.GELU(), nn.Conv2d(r, cfg.channels, 1))
+            nn.init.zeros_(self.refiner[-1].weight)
+            nn.init.zeros_(self.refiner[-1].bias)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.metadata: dict = {}
@@ -209,20 +249,40 @@ class DensePredictor(WeightFolderMixin, nn.Module):
             tokens = torch.cat([tokens, view], dim=-1)
         return self.vol_decoder(tokens)  # (B, h*w, D)
 
+    def features_sha256(self) -> str:
+        """sha256 of what :meth:`features` computes with: the feature sizes of the config and the names,
+        dtypes, shapes and bytes of the feature tensors (not the up-sampling head's). Equal digests mean equal
+        features for every image, so a code regressor reading them can check its predictor by this digest."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps(self.config.feature_dict(), sort_keys=True).encode())
+        for name, value in sorted(self.state_dict().items()):
+            if is_feature_parameter(name):
+                t = value.detach().cpu().contiguous()
+                digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """RGB ``(B, 3, H, W)`` in [0, 1] with ``H = W = config.image_size`` -> raw ``(B, P, H, W)``."""
         cfg = self.config
         x = self.features(images)
         b, g = x.shape[0], cfg.grid
         x = x.transpose(1, 2).reshape(b, -1, g, g)
-        x = F.gelu(self.t_conv1(x))
-        x = F.gelu(self.t_conv2(x))
-        x = F.gelu(self.t_conv3(x))  # (B, D, 8g, 8g)
+        for level, up in enumerate((self.t_conv1, self.t_conv2, self.t_conv3)):
+            x = F.gelu(up(x))
+            if cfg.head_mix and level < 2:
+                for conv in self.head_mix[level]:
+                    x = x + F.gelu(conv(x))
+        # (B, D, 8g, 8g)
         x = self.token_2_patch_content(x.permute(0, 2, 3, 1))  # (B, 8g, 8g, p*p*P)
         p, ch = cfg.out_patch, cfg.channels
         n = 8 * g
-        x = x.reshape(b, n, n, p, p, ch).permute(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, ch, n * p, n * p)
+        x = x.reshape(b, n, n, p, p, ch).permute(0, 5, 1, 3, 2, 4).reshape(b, ch, n * p, n * p)
+        if cfg.refine:
+            x = x + self.refiner(torch.cat([x, (images - self.mean) / self.std], dim=1))
+        return x
 
     def split(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw ``(B, P, H, W)`` -> ``{output name: (B, C, H, W)}``."""
@@ -273,7 +333,9 @@ class DensePredictor(WeightFolderMixin, nn.Module):
                 value = F.normalize(value, dim=-1)
             elif name == "mask":
                 value = value[..., 0] > 0
+            elif name == "confidence":
+                value = torch.exp(-value[..., 0].clamp(-10.0, 10.0))
             maps[name] = value
         frame = self.metadata.get("normal_frame", "camera") if isinstance(self.metadata, dict) else "camera"
         return DenseMaps(normals=maps.get("normals"), canonical=maps.get("canonical"), mask=maps.get("mask"),
-                         uv=maps.get("uv"), frame=frame)
+                         uv=maps.get("uv"), confidence=maps.get("confidence"), frame=frame)

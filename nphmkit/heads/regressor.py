@@ -19,8 +19,11 @@ The frozen backbones are either ViTs built from the config (``backbone="vit"``) 
 :class:`~nphmkit.heads.dense.DensePredictor` whose geometry tokens (:meth:`DensePredictor.features`)
 are read (``backbone="predictor"``, :meth:`RegressorConfig.on_predictor`). A predictor-backed
 regressor's weight folder does not hold the predictor again: its metadata names the predictor
-(``predictor``: a shipped name or a folder) and its ``predictor_sha256``, and :meth:`Pix2NPHMRegressor.load`
-loads that predictor and refuses one whose files differ.
+(``predictor``: a shipped name or a folder) and the digest of its features
+(``predictor_features_sha256``, :meth:`DensePredictor.features_sha256`), and :meth:`Pix2NPHMRegressor.load`
+loads that predictor and refuses one whose features differ. A predictor whose up-sampling head was retrained
+with frozen features (``nphmkit train predictor --set freeze_features=true``) keeps serving the regressor.
+Folders written before the features digest record ``predictor_sha256`` (the whole predictor folder's).
 """
 
 from __future__ import annotations
@@ -114,6 +117,23 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
 
 
+def check_predictor(metadata: dict, predictor, folder, directory: str) -> None:
+    """Refuse a predictor other than the one a regressor's ``metadata`` names. With
+    ``predictor_features_sha256`` only the predictor's features must match (its up-sampling head, which the
+    regressor never reads, may have been retrained); older folders record ``predictor_sha256``, the sha256 of
+    the whole predictor folder (:func:`nphmkit.pretrained.weights_sha256`)."""
+    from nphmkit.pretrained import weights_sha256
+
+    name = metadata.get("predictor")
+    if metadata.get("predictor_features_sha256"):
+        want, have, what = metadata["predictor_features_sha256"], predictor.features_sha256(), "features"
+    else:
+        want, have, what = metadata.get("predictor_sha256"), weights_sha256(folder), "files"
+    if want != have:
+        raise ValueError(f"directory: {directory} was trained on predictor {name!r} whose {what} have sha256 {want}, "
+                         f"but {folder} has sha256 {have}")
+
+
 class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
     """Predict NPHM codes (and pose) from an image; backbones are frozen, everything else trains.
 
@@ -203,15 +223,17 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
 
     def save(self, directory, metadata: dict | None = None):
         """Save to a weight folder; a predictor-backed regressor leaves the predictor out and needs
-        ``metadata["predictor"]`` (a shipped name or a folder) and ``metadata["predictor_sha256"]``."""
+        ``metadata["predictor"]`` (a shipped name or a folder) and ``metadata["predictor_features_sha256"]``
+        (or the older ``metadata["predictor_sha256"]``)."""
         from nphmkit.weights import save_folder
 
         meta = dict(self.metadata if metadata is None else metadata)
         state = self.state_dict()
         if self.config.backbone == "predictor":
-            if not meta.get("predictor") or not meta.get("predictor_sha256"):
+            if not meta.get("predictor") or not (meta.get("predictor_sha256") or meta.get("predictor_features_sha256")):
                 raise ValueError("metadata: a predictor-backed regressor needs 'predictor' (a shipped name or folder) "
-                                 "and 'predictor_sha256' (nphmkit.pretrained.weights_sha256)")
+                                 "and 'predictor_features_sha256' (DensePredictor.features_sha256) or "
+                                 "'predictor_sha256' (nphmkit.pretrained.weights_sha256)")
             state = {k: v for k, v in state.items() if not k.startswith("backbones.")}
         return save_folder(directory, self._folder_kind, self.config.to_dict(), state, meta)
 
@@ -223,7 +245,7 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
         import os
         from pathlib import Path
 
-        from nphmkit.pretrained import SHIPPED, weights_folder, weights_sha256
+        from nphmkit.pretrained import SHIPPED, weights_folder
         from nphmkit.weights import load_folder, load_state_strict
 
         if isinstance(directory, str) and not os.path.isdir(directory) and directory in SHIPPED:
@@ -241,11 +263,8 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
                 folder = weights_folder(name) if name in SHIPPED else Path(directory, name)
                 if not name or not folder.is_dir():
                     raise FileNotFoundError(f"directory: {directory} reads the predictor {name!r}, not found")
-                digest = weights_sha256(folder)
-                if digest != metadata.get("predictor_sha256"):
-                    raise ValueError(f"directory: {directory} was trained on predictor {name!r} with sha256 "
-                                     f"{metadata.get('predictor_sha256')}, but {folder} has sha256 {digest}")
                 predictor = DensePredictor.load(folder).eval().requires_grad_(False)
+                check_predictor(metadata, predictor, folder, str(directory))
             model = cls(cfg, predictor=predictor)
             load_state_strict(model, tensors, str(directory), skip="backbones.")
         model.metadata = metadata

@@ -5,7 +5,14 @@ Any folder in the dataset layout (docs/contracts.md "Datasets": ``index.json``, 
 ``nphmkit synth``'s; ``data="synthetic:N"`` renders the synthetic family's images on the fly instead
 (the same images as the folder ``nphmkit synth -n N`` writes; ``render_workers`` processes).
 Losses follow Pixel3DMM: L1 on normals and canonical points inside the target
-mask, plus a mask term (binary cross-entropy on the mask logits); weights in the config.
+mask, plus a mask term (binary cross-entropy on the mask logits); weights in the config. With
+``confidence=True`` the network also predicts a per-pixel log error scale ``s`` trained by a Laplace
+likelihood of its own (detached) L1 error ``e`` (normals plus ``weights.confidence_canonical`` x canonical
+points), ``e exp(-s) + s``, so ``exp(-s)`` weights pixels in fits.
+
+``init`` starts from a trained predictor (layers it lacks, such as a new refiner, start fresh);
+``freeze_features=True`` then trains only the up-sampling head, which leaves
+:meth:`DensePredictor.features` -- what a code regressor reads -- unchanged bit for bit.
 
 Augmentations (:mod:`nphmkit.training.augment`, each seeded by ``(seed, step, item)``, so runs resume
 and shard exactly): horizontal flip, background, colour jitter, blur, noise, JPEG compression.
@@ -15,14 +22,14 @@ and shard exactly): horizontal flip, background, colour jitter, blur, noise, JPE
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nphmkit.heads.dense import DenseConfig, DensePredictor
+from nphmkit.heads.dense import CHANNELS, DenseConfig, DensePredictor, is_feature_parameter
 from nphmkit.training.augment import Augment, augment_item
 from nphmkit.training.runner import RunConfig
 
@@ -32,6 +39,11 @@ class LossWeights:
     normals: float = 1.0
     canonical: float = 1.0
     mask: float = 0.2
+    confidence: float = 0.1
+    """Weight of the confidence likelihood (with ``confidence=True``)."""
+    confidence_canonical: float = 8.0
+    """Scale of the canonical L1 error (NPHM units) in the error the confidence predicts, beside the normal L1
+    error: 8 makes the two contribute alike on the small predictor's held-out images (mean 0.047 vs 0.0057)."""
 
 
 @dataclass
@@ -48,6 +60,17 @@ class PredictorTrainConfig:
     """With ``data="synthetic:N"``: processes rendering each step's images (0: the training process)."""
     preset: str = "small"
     """The network: ``"small"`` (:meth:`DenseConfig.small`)."""
+    head_mix: int = 0
+    """:attr:`DenseConfig.head_mix` of the network."""
+    refine: int = 0
+    """:attr:`DenseConfig.refine` of the network."""
+    confidence: bool = False
+    """Add a ``"confidence"`` output (see the module doc)."""
+    init: str = ""
+    """A predictor weight folder or shipped name whose weights start the run (empty: random). Its feature
+    sizes must match; parameters it lacks start fresh."""
+    freeze_features: bool = False
+    """Train only the up-sampling head (needs ``init``): :meth:`DensePredictor.features` stays ``init``'s."""
     image_size: int = 128
     augment: Augment = field(default_factory=Augment)
     weights: LossWeights = field(default_factory=LossWeights)
@@ -59,6 +82,27 @@ PRESETS = {
     "small": PredictorTrainConfig,
     "tiny": lambda: PredictorTrainConfig(run=RunConfig(steps=20, batch_size=4, lr=1e-3, log_every=5, checkpoint_every=10)),
 }
+
+
+def transfer_state(start: DensePredictor, net: DensePredictor) -> dict[str, torch.Tensor]:
+    """``net``'s state dict with every tensor ``start`` has at the same name and shape; the read-out's rows of
+    outputs both predict are copied channel by channel (a new output adds rows)."""
+    state = net.state_dict()
+    theirs = start.state_dict()
+    for name, value in theirs.items():
+        if name in state and state[name].shape == value.shape:
+            state[name] = value.clone()
+    old, new = start.config, net.config
+    if old.outputs != new.outputs and old.out_patch == new.out_patch:
+        def rows(cfg, name):  # read-out rows of one output: token_2_patch_content's (p*p) blocks of P channels
+            start_ch = sum(CHANNELS[o] for o in cfg.outputs[: cfg.outputs.index(name)])
+            return [k * cfg.channels + start_ch + c for k in range(cfg.out_patch**2) for c in range(CHANNELS[name])]
+        for key in ("weight", "bias"):
+            src, dst = theirs[f"token_2_patch_content.{key}"], state[f"token_2_patch_content.{key}"].clone()
+            for name in set(old.outputs) & set(new.outputs):
+                dst[rows(new, name)] = src[rows(old, name)]
+            state[f"token_2_patch_content.{key}"] = dst
+    return state
 
 
 class PredictorTask:
@@ -108,12 +152,39 @@ class PredictorTask:
         return cf("rgb"), cf("normals"), cf("canonical"), got["mask"]
 
     def network_config(self) -> DenseConfig:
-        if self.cfg.preset != "small":
-            raise ValueError(f"preset: expected 'small', got {self.cfg.preset!r}")
-        return DenseConfig.small()
+        c = self.cfg
+        if c.preset != "small":
+            raise ValueError(f"preset: expected 'small', got {c.preset!r}")
+        outputs = ("normals", "canonical", "mask") + (("confidence",) if c.confidence else ())
+        return replace(DenseConfig.small(outputs), head_mix=c.head_mix, refine=c.refine)
 
     def build_model(self) -> nn.Module:
-        return DensePredictor(self.network_config())
+        net = DensePredictor(self.network_config())
+        c = self.cfg
+        if c.freeze_features and not c.init:
+            raise ValueError("freeze_features: needs init (the predictor whose features stay fixed)")
+        if c.init:
+            from nphmkit.pretrained import weights_folder
+
+            try:
+                folder = weights_folder(c.init)
+            except (FileNotFoundError, ValueError) as err:
+                raise FileNotFoundError(f"init: {err}") from None
+            try:
+                start = DensePredictor.load(folder)
+            except ValueError as err:
+                raise ValueError(f"init: {err}") from None
+            want, have = net.config.feature_dict(), start.config.feature_dict()
+            diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+            if diff:
+                raise ValueError(f"init: {folder} has other feature sizes than this config (its value, this config's): "
+                                 f"{diff}")
+            net.load_state_dict(transfer_state(start, net))
+            if c.freeze_features:
+                for name, p in net.named_parameters():
+                    if is_feature_parameter(name):
+                        p.requires_grad_(False)
+        return net
 
     def __len__(self) -> int:
         return len(self.stream) if self.stream is not None else self.rgb.shape[0]
@@ -147,6 +218,15 @@ class PredictorTask:
         if "mask" in parts:
             terms["mask"] = F.binary_cross_entropy_with_logits(parts["mask"][:, 0], mask.float())
             total = total + w.mask * terms["mask"]
+        if "confidence" in parts:
+            err = raw.new_zeros(mask.shape, dtype=torch.float32)  # (B, H, W) the pixel's own L1 error
+            if "normals" in parts:
+                err = err + (parts["normals"] - normals).abs().mean(1).detach()
+            if "canonical" in parts:
+                err = err + w.confidence_canonical * (parts["canonical"] - canonical).abs().mean(1).detach()
+            s = parts["confidence"][:, 0].clamp(-10.0, 10.0)
+            terms["confidence"] = ((err * torch.exp(-s) + s) * mask).sum() / denom
+            total = total + w.confidence * terms["confidence"]
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def finish(self, model: nn.Module, run_dir: Path) -> None:

@@ -208,7 +208,10 @@ class RegressorTask:
         except FileNotFoundError as err:
             raise FileNotFoundError(f"init: {err}") from None
         start = Pix2NPHMRegressor.load(folder, predictor=self.predictor)
-        want, have = start.metadata.get("predictor_sha256"), weights_sha256(self.predictor_folder)
+        if start.metadata.get("predictor_features_sha256"):
+            want, have = start.metadata["predictor_features_sha256"], self.predictor.features_sha256()
+        else:
+            want, have = start.metadata.get("predictor_sha256"), weights_sha256(self.predictor_folder)
         if want and want != have:
             raise ValueError(f"init: {folder} was trained on the predictor with sha256 {want[:12]}, this run reads "
                              f"{self.cfg.predictor} ({have[:12]})")
@@ -294,5 +297,6 @@ class RegressorTask:
         model.save(run_dir / "weights", metadata={
             "trained_by": "nphmkit train regressor", "data": self.cfg.data, "config": config_dict(self.cfg),
             "predictor": meta_name, "predictor_sha256": weights_sha256(self.predictor_folder),
+            "predictor_features_sha256": self.predictor.features_sha256(),
             "model": self.cfg.model, "model_sha256": weights_sha256(self.model_folder),
         })

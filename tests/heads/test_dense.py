@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
@@ -218,3 +219,66 @@ def test_stubs_keep_pickled_state_without_importing(tmp_path):
     import builtins
 
     assert not getattr(builtins, "EVIL_RAN", False)
+
+
+def _perturbed(model: DensePredictor, seed: int) -> DensePredictor:
+    """``model`` with every parameter moved (zero-initialized residual branches included)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_head_mix_refiner_and_confidence_start_as_the_plain_head_and_round_trip(tmp_path):
+    """The mixing convolutions and the refiner are residual branches that start at zero, so a bigger head
+    grown from a trained predictor starts with its outputs; the folder round-trips the new sizes; a
+    confidence output is a positive weight per pixel that is mirror-symmetric under flip TTA."""
+    from nphmkit.training.predictor import transfer_state
+
+    torch.manual_seed(3)
+    plain = _perturbed(DensePredictor(DenseConfig.small()), 0).eval()
+    cfg = replace(DenseConfig.small(("normals", "canonical", "mask", "confidence")), head_mix=2, refine=8)
+    grown = DensePredictor(cfg).eval()
+    grown.load_state_dict(transfer_state(plain, grown))
+    images = torch.rand(2, 96, 128, 3)  # not the network's size: resized both ways
+    with torch.no_grad():
+        a, b = plain.predict_maps(images), grown.predict_maps(images)
+    assert_close(b.normals, a.normals, atol=1e-6)
+    assert_close(b.canonical, a.canonical, atol=1e-6)
+    assert torch.equal(a.mask, b.mask) and a.confidence is None
+    assert b.confidence.shape == (2, 96, 128) and bool((b.confidence > 0).all())
+    _perturbed(grown, 1)
+    with torch.no_grad():
+        moved = grown.predict_maps(images)
+        tta = grown.predict_maps(images, flip_tta=True)
+        tta_flipped = grown.predict_maps(images.flip(2), flip_tta=True)
+    assert float((moved.canonical - a.canonical).abs().max()) > 1e-3  # the new layers act
+    assert_close(tta_flipped.confidence, tta.confidence.flip(2), rtol=1e-4, atol=1e-6)
+    back = DensePredictor.load(grown.save(tmp_path / "grown"))
+    assert back.config == grown.config
+    with torch.no_grad():
+        assert_close(back.predict_maps(images).confidence, moved.confidence)
+    with pytest.raises(ValueError, match="head_mix, refine: expected >= 0"):
+        replace(DenseConfig.small(), refine=-1)
+
+
+def test_features_digest_covers_the_features_and_nothing_else():
+    """Equal digests <=> equal feature tensors and sizes: the up-sampling head and the outputs may change."""
+    from nphmkit.training.predictor import transfer_state
+
+    torch.manual_seed(4)
+    base = DensePredictor(DenseConfig.small())
+    digest = base.features_sha256()
+    head = DensePredictor(replace(DenseConfig.small(("normals", "confidence")), refine=4))
+    head.load_state_dict(transfer_state(base, head))
+    with torch.no_grad():
+        head.t_conv2.weight.add_(1.0)
+    assert head.features_sha256() == digest
+    images = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(head.features(images), base.features(images))
+        base.vol_decoder.layers[1].norm4.bias.add_(1e-6)
+    assert base.features_sha256() != digest
+    wider = DensePredictor(replace(DenseConfig.small(), num_layers=1))
+    assert wider.features_sha256() != digest

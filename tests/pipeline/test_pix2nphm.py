@@ -30,16 +30,18 @@ class _Size:
 class Oracle:
     """Returns the exact maps of the demo images, whatever it is shown."""
 
-    def __init__(self, items) -> None:
+    def __init__(self, items, confidence=None) -> None:
         self.items = items
         self.config = _Size(items[0]["rgb"].shape[0])
         self.seen = []
+        self.confidence = confidence  # (H, W) weights given with every image's maps, or None
 
     def predict_maps(self, images):
         self.seen.append(images)
         idx = [i % len(self.items) for i in range(images.shape[0])]
         stack = lambda k: torch.stack([self.items[i][k] for i in idx])  # noqa: E731
-        return DenseMaps(stack("normals"), stack("canonical"), stack("mask"))
+        conf = None if self.confidence is None else self.confidence.expand(len(idx), -1, -1)
+        return DenseMaps(stack("normals"), stack("canonical"), stack("mask"), confidence=conf)
 
 
 class FixedRegressor:
@@ -122,6 +124,27 @@ def test_refinement_is_fit_image_on_the_predicted_maps(demo, model):
         rec.mesh(kind="smiling")
     with pytest.raises(IndexError, match="index"):
         rec.mesh(3)
+
+
+def test_the_refinement_weights_pixels_by_the_predictor_confidence(demo, model):
+    """A predictor's confidence reaches fit_image: the refinement is fit_image with those weights, and pixels
+    of zero confidence do not count, whatever their normals say."""
+    item = demo[0]
+    h, w = item["mask"].shape
+    conf = torch.ones(h, w)
+    conf[:, : w // 2] = 0.0  # the left half says nothing
+    fit = ImageFitConfig(steps=5, patience=5)
+    rec = Pix2NPHM(model, Oracle([item], conf), fit=fit).reconstruct(item["rgb"][None], item["K"], seed=2)
+    ref = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], item["K"][None],
+                    config=replace(fit, seed=2), confidence=conf[None], progress=False)
+    assert_close(rec.z_id, ref.z_id, atol=1e-6)
+    assert_close(rec.translation, ref.translation, atol=1e-6)
+    garbled = dict(item, normals=item["normals"].clone())  # (the canonical map also sets the PnP start)
+    garbled["normals"][:, : w // 2] = torch.tensor([0.0, 0.0, 1.0])
+    same = Pix2NPHM(model, Oracle([garbled], conf), fit=fit).reconstruct(item["rgb"][None], item["K"], seed=2)
+    unweighted = Pix2NPHM(model, Oracle([garbled]), fit=fit).reconstruct(item["rgb"][None], item["K"], seed=2)
+    assert_close(same.z_id, rec.z_id, atol=1e-6)
+    assert float((unweighted.z_id - rec.z_id).abs().max()) > 1e-4
 
 
 def test_each_image_is_independent(demo, model):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from nphmkit.cli import main
 from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
-from nphmkit.heads import DensePredictor
+from nphmkit.heads import DenseConfig, DensePredictor
 from nphmkit.training.augment import Augment, augment_item, jpeg
 
 
@@ -130,3 +131,38 @@ def test_on_the_fly_data_is_the_prerendered_folder(dataset, workers):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
     with pytest.raises(ValueError, match="synthetic:N"):
         PredictorTask(PredictorTrainConfig(data="synthetic:many", run=run))
+
+
+def test_a_head_grown_from_a_trained_predictor_trains_with_frozen_features(dataset, tmp_path, capsys):
+    """``init`` + ``freeze_features``: the mixing convolutions, refiner and confidence output learn while the
+    features (what a regressor reads) keep their digest; bad combinations are refused by name."""
+    from nphmkit.pretrained import load_small_predictor
+
+    shipped = load_small_predictor()
+    run = tmp_path / "grow"
+    args = ["train", "predictor", "--config", "tiny", "--set", f"data={dataset}", "--set", "run.steps=10",
+            "--set", "init=small_predictor", "--set", "freeze_features=true", "--set", "head_mix=1",
+            "--set", "refine=8", "--set", "confidence=true", "-o", str(run), "--quiet", "--threads", "2"]
+    assert main(args) == 0, capsys.readouterr().err
+    net = DensePredictor.load(run / "weights")
+    assert net.config.outputs == ("normals", "canonical", "mask", "confidence") and net.config.refine == 8
+    assert net.features_sha256() == shipped.features_sha256()
+    assert float(net.refiner[-1].weight.detach().abs().max()) > 0 and float(net.head_mix[0][0].weight.detach().abs().max()) > 0
+    with open(run / "log.csv", newline="") as f:
+        assert "confidence" in next(csv.DictReader(f))
+    cases = [
+        (["--set", "freeze_features=true"], "freeze_features: needs init"),
+        (["--set", "init=small"], "init: directory: expected weights of kind 'DensePredictor', got 'NPHM'"),
+        (["--set", "init=/nonexistent/folder"], "init: weights: '/nonexistent/folder' is neither a weight folder"),
+    ]
+    for extra, message in cases:
+        rc = main(["train", "predictor", "--config", "tiny", "--set", f"data={dataset}", *extra,
+                   "-o", str(tmp_path / "bad"), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and err.count("\n") == 1, err
+    other = tmp_path / "other"
+    DensePredictor(replace(DenseConfig.small(), num_layers=1)).save(other)
+    rc = main(["train", "predictor", "--config", "tiny", "--set", f"data={dataset}", "--set", f"init={other}",
+               "-o", str(tmp_path / "bad2"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "other feature sizes" in err and "'num_layers': (1, 2)" in err, err

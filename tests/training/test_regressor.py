@@ -38,11 +38,29 @@ def test_train_regressor_mixes_3d_and_2d_items_and_names_its_predictor(dataset, 
     assert not any(k.startswith("backbones.") for k in stored)  # the frozen predictor is not stored again
     out = reg(torch.rand(2, 3, 128, 128))
     assert out["z_id"].shape == (2, 2176) and out["translation"].shape == (2, 3)
-    # a regressor whose recorded predictor differs is refused, naming both
+    assert meta["predictor_features_sha256"] == load_small_predictor().features_sha256()
+    # the regressor reads only the predictor's features: a predictor with a retrained head still serves it,
+    # one with other features is refused, naming both digests
+    predictor = load_small_predictor()
+    with torch.no_grad():
+        predictor.t_conv3.weight.mul_(1.5)
+    predictor.save(run / "retrained_head")
     doc = json.loads((run / "weights" / "config.json").read_text())
+    doc["metadata"]["predictor"] = "../retrained_head"
+    (run / "weights" / "config.json").write_text(json.dumps(doc))
+    images = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(Pix2NPHMRegressor.load(run / "weights")(images)["z_id"], reg(images)["z_id"])
+        predictor.img_encoder.model.blocks[0].norm1.weight.mul_(1.01)
+    predictor.save(run / "retrained_head")
+    with pytest.raises(ValueError, match="trained on predictor '../retrained_head' whose features have sha256"):
+        Pix2NPHMRegressor.load(run / "weights")
+    # a folder from before the features digest is checked by the predictor folder's sha256
+    del doc["metadata"]["predictor_features_sha256"]
+    doc["metadata"]["predictor"] = "small_predictor"
     doc["metadata"]["predictor_sha256"] = "0" * 64
     (run / "weights" / "config.json").write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="was trained on predictor 'small_predictor' with sha256 0000"):
+    with pytest.raises(ValueError, match="trained on predictor 'small_predictor' whose files have sha256 0000"):
         Pix2NPHMRegressor.load(run / "weights")
 
 
