@@ -6,7 +6,8 @@ Times (best of ``--repeats``, after one warm-up) on a shipped demo image with th
 the predictor's maps, the regressor's codes and pose, the posed mesh by coarse-to-fine marching cubes
 (the default margin 1.0, and margin 0.5, which leans on the surface-following pass; both checked against
 dense extraction for identical triangles), and the seconds per refinement step (``REFINE``, with
-its warm-started tracing and with cold tracing from the bounding sphere: the baseline).
+its warm-started tracing and with cold tracing from the bounding sphere: the baseline; and warm-started
+with every identity chunk on the per-type loop, the baseline of the tiled small-chunk path).
 """
 
 from __future__ import annotations
@@ -56,12 +57,18 @@ def main() -> int:
                                 args.repeats)
             same = mesh.n_faces == dense.n_faces and torch.equal(mesh.faces, dense.faces)
             rows.append((margin, t_mesh, mesh.n_queries, same))
-    per_step = {False: [], True: []}
-    for _ in range(args.repeats + 1):  # alternating, so drifts of the machine's speed hit both alike
-        for warm in (False, True):
+    from nphmkit.nphm import vectorized
+
+    tiled_default = vectorized.TILED_MAX_POINTS
+    variants = {"cold": (False, tiled_default), "loop": (True, 0), "warm": (True, tiled_default)}
+    per_step = {k: [] for k in variants}
+    for _ in range(args.repeats + 1):  # alternating, so drifts of the machine's speed hit all alike
+        for name, (warm, tiled_max) in variants.items():
             pipe.refine = replace(pipe.refine, warm_start=warm)
+            vectorized.TILED_MAX_POINTS = tiled_max
             res = pipe.reconstruct(item["rgb"][None], item["K"], progress=False)
-            per_step[warm].append(res.timings["refine"] / max(1, res.steps[0]))
+            per_step[name].append(res.timings["refine"] / max(1, res.steps[0]))
+    vectorized.TILED_MAX_POINTS = tiled_default
     per_step = {k: min(v[1:]) for k, v in per_step.items()}  # the first round warms up
     threads = torch.get_num_threads()
     print(f"shipped small models, demo image 0 (128^2), {threads} threads, best of {args.repeats}")
@@ -73,11 +80,13 @@ def main() -> int:
         total = t_maps + t_ff + t_mesh
         print(f"| {args.resolution}^3 posed mesh, margin {margin} ({queries:,} queries, "
               f"{'same triangles as dense' if same else 'DIFFERENT from dense'}) | {t_mesh:.2f} (image -> mesh {total:.2f}) |")
-    cold, warm = per_step[False], per_step[True]
+    cold, loop, warm = per_step["cold"], per_step["loop"], per_step["warm"]
     n = REFINE.steps
     print(f"| refinement (REFINE), per step, cold tracing (baseline) | {cold:.3f} ({n} steps: {n * cold:.0f} s) |")
-    print(f"| refinement (REFINE), per step, warm-started tracing | {warm:.3f} ({n} steps: {n * warm:.0f} s; "
-          f"{cold / warm:.2f}x) |")
+    print(f"| refinement (REFINE), per step, warm-started tracing, per-type loop only | {loop:.3f} "
+          f"({n} steps: {n * loop:.0f} s; {cold / loop:.2f}x) |")
+    print(f"| refinement (REFINE), per step, warm-started tracing, tiled small chunks (the default) | {warm:.3f} "
+          f"({n} steps: {n * warm:.0f} s; {cold / warm:.2f}x; {loop / warm:.2f}x the loop) |")
     print(f"dense {args.resolution}^3: {dense.n_queries:,} queries")
     return 0
 

@@ -7,7 +7,9 @@ Same numbers as :mod:`nphmkit.nphm.reference`, computed with less work:
   expression MLP's ``[c, z_ex]`` terms of its first and skip layers; the per-point work of a first
   layer is then a ``(3 + n_hyper)``- or 3-column product;
 - point-anchor pairs are sorted by MLP type once per chunk and every type runs its whole MLP on
-  its contiguous block (a grouped matmul; blocks stay cache-sized);
+  its contiguous block (a grouped matmul; blocks stay cache-sized); small chunks (the live rays of
+  sphere tracing) instead cut the blocks into equal tiles and run each layer of all types as one
+  batched matmul (:func:`identity_chunk_tiled`): a few ops instead of one per type and layer;
 - without an autograd graph, normals come from an explicit backward pass that reuses the stored
   pre-activations (``d softplus = sigmoid``), no autograd bookkeeping and no weight gradients;
 - queries run in chunks of ``config.chunk_size`` points, so without a graph peak memory is
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from nphmkit._grouping import order_by_type
+from nphmkit._grouping import order_by_type, tile_layout
 from nphmkit.nphm import reference
 from nphmkit.nphm.layout import split_id_code
 
@@ -132,8 +134,22 @@ def _sorted_pairs(model: "NPHM", slots: torch.Tensor, bidx: torch.Tensor):
     return order, counts, rows
 
 
-def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-    """Identity SDF ``(P,)`` of flat canonical queries ``q (P, D)`` of samples ``bidx (P,)``; differentiable."""
+TILED_MAX_POINTS = 768
+"""Chunks of at most this many points run :func:`identity_chunk_tiled` (measured on 2 CPU cores with the
+shipped small NPHM: 4x faster at 8 points, 1.2-1.4x at 256-768, even at 1500, where the padding and the
+gathered weights cost what the per-type launches save; benchmarks/bench_tiled.py)."""
+
+
+def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor,
+                   tiled: bool | None = None) -> torch.Tensor:
+    """Identity SDF ``(P,)`` of flat canonical queries ``q (P, D)`` of samples ``bidx (P,)``; differentiable.
+
+    ``tiled``: run :func:`identity_chunk_tiled` (default: for ``P <= TILED_MAX_POINTS``); same values.
+    """
+    if tiled is None:
+        tiled = q.shape[0] <= TILED_MAX_POINTS
+    if tiled:
+        return identity_chunk_tiled(model, prep, q, bidx)
     cfg = model.config
     ens = model.ensemble
     beta = cfg.softplus_beta
@@ -165,6 +181,47 @@ def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: tor
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     f = f_sorted.index_select(0, inverse).view(w.shape)
+    return (w * f).sum(-1)
+
+
+def _tile_rows(n_pairs: int, n_types: int) -> int:
+    """Rows per tile: about a quarter of a type's mean share of the pairs, a power of two in [8, 64]."""
+    share = max(1, n_pairs // (4 * n_types))
+    return min(64, max(8, 1 << (share - 1).bit_length()))
+
+
+def identity_chunk_tiled(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor,
+                         tile: int | None = None) -> torch.Tensor:
+    """:func:`identity_chunk` with every layer of all MLP types as one batched matmul; differentiable.
+
+    The point-anchor pairs, sorted by type, are cut into tiles of ``tile`` rows of one type each
+    (padded; :func:`nphmkit._grouping.tile_layout`) and each layer gathers its weights per tile:
+    ``(T, tile, in) @ (T, in, out)``. Padded rows compute on zeros and are dropped.
+    """
+    cfg = model.config
+    ens = model.ensemble
+    beta = cfg.softplus_beta
+    slots, delta, w, _ = _neighbourhood(model, prep, q, bidx)
+    types = model.slot_types[slots].reshape(-1)
+    n_pairs = types.numel()
+    tile = tile or _tile_rows(n_pairs, cfg.n_types)
+    src, dest, tile_type = tile_layout(types, order_by_type(types, cfg.n_types), cfg.n_types, tile)
+    n_tiles = tile_type.numel()
+    d0 = cfg.lat_dim_glob + cfg.lat_dim_loc
+    delta_flat = delta.reshape(n_pairs, cfg.query_dim)
+    x = torch.cat([delta_flat, delta_flat.new_zeros(1, cfg.query_dim)]).index_select(0, src)
+    rows = (bidx[:, None] * (cfg.n_anchors + 1) + slots).reshape(-1)
+    rows = torch.cat([rows, rows.new_zeros(1)]).index_select(0, src)
+    code_part = prep.first_layer.index_select(0, rows).view(n_tiles, tile, -1)
+    w0 = ens.weights[0][:, :, d0:].index_select(0, tile_type)  # (T, H, D)
+    h = _softplus(torch.baddbmm(code_part, x.view(n_tiles, tile, -1), w0.transpose(1, 2)), beta)
+    n_layers = len(ens.weights)
+    for i in range(1, n_layers):
+        h = torch.baddbmm(ens.biases[i].index_select(0, tile_type)[:, None, :], h,
+                          ens.weights[i].index_select(0, tile_type).transpose(1, 2))
+        if i < n_layers - 1:
+            h = _softplus(h, beta)
+    f = h[..., 0].reshape(-1).index_select(0, dest).view(w.shape)  # the SDF column
     return (w * f).sum(-1)
 
 
