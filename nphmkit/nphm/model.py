@@ -208,16 +208,23 @@ class NPHM(WeightFolderMixin, nn.Module):
             return fused.sdf(self, points, z_id, z_ex)
         graph = self._needs_graph(points, z_id, z_ex)
         with torch.set_grad_enabled(graph):
-            anc = reference.anchors(self, z_id)
-            id_prep = vectorized.prepare_identity(self, z_id, anc)
-            ex_prep = vectorized.prepare_expression(self, z_id, z_ex, anc)
+            return self._sdf_prepared(points, *self._prepare(z_id, z_ex), graph)
 
-            def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
-                d = vectorized.expression_chunk(self, ex_prep, x, bidx)
-                q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
-                return vectorized.identity_chunk(self, id_prep, q, bidx)[:, None]
+    def _prepare(self, z_id: torch.Tensor, z_ex: torch.Tensor) -> tuple[vectorized.IdentityPrep, vectorized.ExpressionPrep]:
+        """The per-sample constants of the torch path (anchors, code parts of the first layers)."""
+        anc = reference.anchors(self, z_id)
+        return vectorized.prepare_identity(self, z_id, anc), vectorized.prepare_expression(self, z_id, z_ex, anc)
 
-            return self._chunked(points, run, 1, graph)
+    def _sdf_prepared(self, points: torch.Tensor, id_prep: vectorized.IdentityPrep,
+                      ex_prep: vectorized.ExpressionPrep, graph: bool) -> torch.Tensor:
+        """``sdf`` on the torch path from :meth:`_prepare`'s constants (inputs already checked)."""
+
+        def run(x: torch.Tensor, bidx: torch.Tensor) -> torch.Tensor:
+            d = vectorized.expression_chunk(self, ex_prep, x, bidx)
+            q = torch.cat([x + d[:, :3], d[:, 3:]], dim=-1)
+            return vectorized.identity_chunk(self, id_prep, q, bidx)[:, None]
+
+        return self._chunked(points, run, 1, graph)
 
     def sdf_and_normals(
         self,

@@ -134,20 +134,29 @@ def _sorted_pairs(model: "NPHM", slots: torch.Tensor, bidx: torch.Tensor):
     return order, counts, rows
 
 
-TILED_MAX_POINTS = 768
-"""Chunks of at most this many points run :func:`identity_chunk_tiled` (measured on 2 CPU cores with the
-shipped small NPHM: 4x faster at 8 points, 1.2-1.4x at 256-768, even at 1500, where the padding and the
-gathered weights cost what the per-type launches save; benchmarks/bench_tiled.py)."""
+TILED_MAX_POINTS = 1536
+"""Chunks of at most this many points run :func:`identity_chunk_tiled` without an autograd graph. Per call
+on 2 CPU cores with the shipped small NPHM the tiled path is 4x faster at 8 points, 1.2-1.4x at 256-768
+and even at 1500 (benchmarks/bench_tiled.py); larger chunks (meshing) keep the per-type loop, where the
+padding and the gathered weights cost what the launches save (a 128^3 mesh: 2.1 s at this bound, 2.8 s
+with every chunk tiled)."""
+TILED_MAX_POINTS_GRAPH = 4096
+"""The same bound for chunks that build an autograd graph, whose backward repeats the loop's launches:
+a refinement step (1,500 pixels, double backward through the normals) ran 0.51 s with this bound
+against 0.58 s with both bounds at 768 (demo image 0, the two alternated, best of 3 rounds of 20 steps)."""
 
 
 def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor,
                    tiled: bool | None = None) -> torch.Tensor:
     """Identity SDF ``(P,)`` of flat canonical queries ``q (P, D)`` of samples ``bidx (P,)``; differentiable.
 
-    ``tiled``: run :func:`identity_chunk_tiled` (default: for ``P <= TILED_MAX_POINTS``); same values.
+    ``tiled``: run :func:`identity_chunk_tiled` (default: for ``P <= TILED_MAX_POINTS``, or
+    ``TILED_MAX_POINTS_GRAPH`` when a graph is built); same values.
     """
     if tiled is None:
-        tiled = q.shape[0] <= TILED_MAX_POINTS
+        graph = torch.is_grad_enabled() and (q.requires_grad or prep.first_layer.requires_grad
+                                             or model.ensemble.weights[1].requires_grad)
+        tiled = q.shape[0] <= (TILED_MAX_POINTS_GRAPH if graph else TILED_MAX_POINTS)
     if tiled:
         return identity_chunk_tiled(model, prep, q, bidx)
     cfg = model.config

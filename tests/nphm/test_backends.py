@@ -147,3 +147,25 @@ def test_order_by_type_is_a_stable_sort_in_any_key_width(n, n_types, seed):
     order = order_by_type(types, n_types)
     assert order.dtype == torch.int64
     assert torch.equal(order, torch.argsort(types, stable=True))
+
+
+def test_field_reuses_its_constants_only_while_codes_and_weights_are_unchanged():
+    """No-graph field calls cache the per-code constants; in-place edits of codes or weights refresh them."""
+    model = make_model()
+    x, z_id, z_ex = make_inputs(model, 2, 13)
+    field = model.field(z_id, z_ex)
+    with torch.no_grad():
+        assert_close(field(x), model.sdf(x, z_id, z_ex, backend="reference")[..., 0])
+        assert field._prep is not None
+        z_id.add_(0.05)  # the optimizer's in-place step
+        assert_close(field(x), model.sdf(x, z_id, z_ex, backend="reference")[..., 0], msg="codes changed")
+        z_ex.mul_(-1.0)
+        assert_close(field(x), model.sdf(x, z_id, z_ex, backend="reference")[..., 0], msg="expression changed")
+        model.ensemble.biases[0].add_(0.1)
+        model.anchor_mlp.layers[-1].bias.add_(0.02)
+        assert_close(field(x), model.sdf(x, z_id, z_ex, backend="reference")[..., 0], msg="weights changed")
+    model.double()  # new storage for every weight
+    xd, zid, zex = x.double(), z_id.double(), z_ex.double()
+    field = model.field(zid, zex)
+    with torch.no_grad():
+        assert_close(field(xd), model.sdf(xd, zid, zex, backend="reference")[..., 0], msg="float64")

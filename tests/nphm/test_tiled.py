@@ -92,4 +92,7 @@ def test_default_path_switches_at_the_threshold():
             vectorized.identity_chunk(model, prep, q[0, :-1], torch.zeros(q.shape[1] - 1, dtype=torch.long))
             assert calls == [1]
             vectorized.identity_chunk(model, prep, q[0], torch.zeros(q.shape[1], dtype=torch.long))
-    assert calls == [1]  # one point past the threshold: the per-type loop
+        assert calls == [1]  # one point past the threshold: the per-type loop
+        flat = q[0].clone().requires_grad_(True)  # with a graph the bound is TILED_MAX_POINTS_GRAPH
+        vectorized.identity_chunk(model, prep, flat, torch.zeros(flat.shape[0], dtype=torch.long))
+        assert len(calls) == (2 if flat.shape[0] <= vectorized.TILED_MAX_POINTS_GRAPH else 1)
