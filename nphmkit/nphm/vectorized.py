@@ -144,6 +144,10 @@ TILED_MAX_POINTS_GRAPH = 4096
 """The same bound for chunks that build an autograd graph, whose backward repeats the loop's launches:
 a refinement step (1,500 pixels, double backward through the normals) ran 0.51 s with this bound
 against 0.58 s with both bounds at 768 (demo image 0, the two alternated, best of 3 rounds of 20 steps)."""
+TILED_MAX_WEIGHT_FLOATS = 1 << 24
+"""And only while one layer's weights gathered per tile stay within this many floats (64 MiB in float32):
+the official sizes (hidden width 200) then tile chunks of up to ~1,500 points without a graph and keep
+the loop for the 4,096-point chunks of a graph (~35M floats per layer, kept for the backward)."""
 
 
 def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor,
@@ -156,7 +160,8 @@ def identity_chunk(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: tor
     if tiled is None:
         graph = torch.is_grad_enabled() and (q.requires_grad or prep.first_layer.requires_grad
                                              or model.ensemble.weights[1].requires_grad)
-        tiled = q.shape[0] <= (TILED_MAX_POINTS_GRAPH if graph else TILED_MAX_POINTS)
+        tiled = (q.shape[0] <= (TILED_MAX_POINTS_GRAPH if graph else TILED_MAX_POINTS)
+                 and _tiled_weight_floats(model, q.shape[0]) <= TILED_MAX_WEIGHT_FLOATS)
     if tiled:
         return identity_chunk_tiled(model, prep, q, bidx)
     cfg = model.config
@@ -197,6 +202,14 @@ def _tile_rows(n_pairs: int, n_types: int) -> int:
     """Rows per tile: about a quarter of a type's mean share of the pairs, a power of two in [8, 64]."""
     share = max(1, n_pairs // (4 * n_types))
     return min(64, max(8, 1 << (share - 1).bit_length()))
+
+
+def _tiled_weight_floats(model: "NPHM", n_points: int) -> int:
+    """Upper bound on the floats of the widest layer's weights gathered per tile for ``n_points`` queries."""
+    cfg = model.config
+    pairs = n_points * (cfg.n_neighbors + 1)
+    n_tiles = -(-pairs // _tile_rows(pairs, cfg.n_types)) + cfg.n_types
+    return n_tiles * max(w[0].numel() for w in model.ensemble.weights)
 
 
 def identity_chunk_tiled(model: "NPHM", prep: IdentityPrep, q: torch.Tensor, bidx: torch.Tensor,

@@ -96,3 +96,19 @@ def test_default_path_switches_at_the_threshold():
         flat = q[0].clone().requires_grad_(True)  # with a graph the bound is TILED_MAX_POINTS_GRAPH
         vectorized.identity_chunk(model, prep, flat, torch.zeros(flat.shape[0], dtype=torch.long))
         assert len(calls) == (2 if flat.shape[0] <= vectorized.TILED_MAX_POINTS_GRAPH else 1)
+
+
+def test_wide_models_keep_the_loop_where_gathered_weights_would_be_large():
+    """Official sizes (hidden 200): small chunks tile, a 2,000-point graph chunk stays on the loop."""
+    model = make_model(NPHMConfig.mononphm())
+    q, z_id = _flat_queries(model, 1, 2000, seed=1)
+    prep = vectorized.prepare_identity(model, z_id)
+    assert vectorized._tiled_weight_floats(model, 2000) > vectorized.TILED_MAX_WEIGHT_FLOATS
+    assert vectorized._tiled_weight_floats(model, 64) <= vectorized.TILED_MAX_WEIGHT_FLOATS
+    calls = []
+    real = vectorized.identity_chunk_tiled
+    with mock.patch.object(vectorized, "identity_chunk_tiled", lambda *a, **k: calls.append(a[2].shape[0]) or real(*a, **k)):
+        flat = q[0].clone().requires_grad_(True)
+        vectorized.identity_chunk(model, prep, flat, torch.zeros(2000, dtype=torch.long))
+        vectorized.identity_chunk(model, prep, flat[:64], torch.zeros(64, dtype=torch.long))
+    assert calls == [64]
