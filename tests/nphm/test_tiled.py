@@ -69,7 +69,8 @@ def test_model_queries_match_reference_on_either_path(threshold):
     """sdf, explicit gradients and the eikonal double backward, with every chunk on one path."""
     model = make_model(NPHMConfig.mononphm(), chunk_size=16)
     x, z_id, z_ex = make_inputs(model, 2, 37, seed=4)
-    with mock.patch.object(vectorized, "TILED_MAX_POINTS", threshold):
+    with mock.patch.object(vectorized, "TILED_MAX_POINTS", threshold), \
+            mock.patch.object(vectorized, "TILED_MAX_POINTS_GRAPH", threshold):  # the eikonal graph too
         out = {}
         for backend in ("reference", "torch"):
             zi = z_id.clone().requires_grad_(True)
