@@ -1,12 +1,14 @@
 """Dense predictor speed: inference (small at 128^2, Pixel3DMM-size at 512^2) and training throughput per process count.
 
-    python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training]
+    python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training] [--heldout DIR]
 
 Inference: median time of ``predict_maps`` per batch, images/s. Training: ``nphmkit train
 predictor`` (the small preset, batch 16) on a freshly rendered 64-image dataset, as one process
 with all threads, one process with one thread, and ``torchrun`` with 2 processes of one thread
 each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
-the first (warm-up) row. The ratio column compares each to one process with all threads.
+the first (warm-up) row. The ratio column compares each to one process with all threads. ``--heldout DIR``
+(a rendered dataset, e.g. out/small_predictor/heldout): the shipped predictor's map errors there, once
+plain and once with ``predict_maps(..., flip_tta=True)`` (the mirrored image's maps averaged in).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -75,12 +78,49 @@ def training(steps: int, device: str) -> None:
             print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
 
 
+def heldout(folder: Path) -> None:
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.pretrained import load_small_predictor
+
+    net = load_small_predictor().eval()
+    data = ImageDataset(folder)
+    print(f"shipped predictor on {len(data)} images of {folder}")
+    print(f"{'maps':<10s} {'normals mean/median (deg)':>26s} {'canonical mean/median (mm)':>27s} {'mask IoU':>9s} {'s':>6s}")
+    for flip in (False, True):
+        normal_err, canon_err, inter, union, seconds = [], [], 0, 0, 0.0
+        for s in range(0, len(data), 16):
+            items = [data[i] for i in range(s, min(s + 16, len(data)))]
+            images = torch.stack([it["rgb"] for it in items])
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                maps = net.predict_maps(images, flip_tta=flip)
+            seconds += time.perf_counter() - t0
+            for k, it in enumerate(items):
+                both = maps.mask[k] & it["mask"]
+                cos = (maps.normals[k][both] * it["normals"][both]).sum(-1).clamp(-1, 1)
+                normal_err.append(torch.rad2deg(torch.acos(cos)))
+                canon_err.append((maps.canonical[k][both] - it["canonical"][both]).norm(dim=-1) * 250)
+                inter += int(both.sum())
+                union += int((maps.mask[k] | it["mask"]).sum())
+        ne, ce = torch.cat(normal_err), torch.cat(canon_err)
+        print(f"{'flip TTA' if flip else 'plain':<10s} {ne.mean():14.2f} / {ne.median():.2f}      {ce.mean():14.2f} / "
+              f"{ce.median():.2f}      {inter / union:9.4f} {seconds:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--heldout", type=Path, default=None,
+                        help="only the shipped predictor's held-out map errors on this rendered dataset")
     args = parser.parse_args()
+    if args.heldout is not None:
+        if not (args.heldout / "index.json").is_file():
+            raise SystemExit(f"--heldout: {args.heldout} has no index.json (render one with "
+                             "examples/train_small_predictor.py --stage data)")
+        heldout(args.heldout)
+        return
     if args.steps < 20:
         raise SystemExit(f"--steps: expected at least 20 (the first logged 10 are warm-up), got {args.steps}")
     print(f"machine: {machine()}; device {args.device}; torch {torch.__version__}")

@@ -2,11 +2,21 @@
 
     python benchmarks/bench_refine_variants.py [--images 0 1 3] [--steps 100] [--variants '{"name": {...}}']
 
-Each variant is a set of :class:`~nphmkit.fitting.ImageFitConfig` overrides (plus ``"steps": 0`` for the
-feed-forward result itself) applied to a refinement started from the shipped regressor's codes and pose
-against the shipped predictor's maps. Printed per image and summed: NoW mean (mm, aligned), posed
-surface error (mm), mean landmark error (mm, camera frame). How ``nphmkit.pipeline.pix2nphm.REFINE`` was
-chosen (benchmarks/RESULTS.md). Needs the held-out renders of bench_reconstruction.py.
+Each variant is a set of :class:`~nphmkit.fitting.ImageFitConfig` overrides applied to a refinement started
+from the shipped regressor's codes and pose against the shipped predictor's maps, plus these keys:
+
+- ``"steps": 0``: the feed-forward result itself;
+- ``"maps"``: ``"predicted"`` (default); ``"flip"``, the predictor's maps averaged with those of the mirrored
+  image (``predict_maps(..., flip_tta=True)``); ``"exact"``, the renderer's exact maps; ``"exact normals"``,
+  the predicted maps with the exact normal map;
+- ``"pose"``: the start pose, ``"regressor"`` (default); ``"pnp"``, from the predicted canonical map;
+  ``"mean"``, the regressor's rotation and the mean of both translations; ``"gt"``, the true pose (an oracle);
+- ``"points"``: the canonical point term, ``"plain"`` (default); ``"centred"``, up to a global offset (the
+  residuals minus their weighted mean); ``"off"``.
+
+Printed per image and summed: NoW mean (mm, aligned), posed surface error (mm), mean landmark error (mm,
+camera frame). How ``nphmkit.pipeline.pix2nphm.REFINE`` was chosen, and what limits it (benchmarks/RESULTS.md).
+Needs the held-out renders of bench_reconstruction.py.
 """
 
 from __future__ import annotations
@@ -35,12 +45,36 @@ DEFAULT_VARIANTS = {
 }
 
 
+CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals"), "pose": ("regressor", "pnp", "mean", "gt"),
+           "points": ("plain", "centred", "off")}
+"""The variants' extra keys and their values, the default first."""
+
+
+def centred_point_term(ctx):
+    """The point term up to a global offset: the canonical residuals minus their weighted mean (a predicted
+    point map's bias over the whole image does not pull the shape)."""
+    from nphmkit.losses import point_map_loss
+
+    if ctx.render.canonical is None or ctx.targets.points is None:
+        return ctx.z_id.new_zeros(())
+    w = (ctx.render.mask & ctx.targets.mask & ctx.targets.point_valid).to(ctx.render.canonical.dtype)
+    if ctx.targets.confidence is not None:
+        w = w * ctx.targets.confidence
+    r = ctx.render.canonical - ctx.targets.points
+    offset = (w[..., None] * r).sum(-2, keepdim=True) / w.sum(-1)[..., None, None].clamp_min(1e-8)
+    return point_map_loss(ctx.render.canonical - offset, ctx.targets.points, w)
+
+
 def main() -> int:
 
+    import torch
     from bench_reconstruction import evaluate_stage, ground_truth
 
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
+    from nphmkit.fitting.image import initial_pose
+    from nphmkit.fitting.terms import LossTerm
+    from nphmkit.heads.dense import DenseMaps
     from nphmkit.pipeline import Pix2NPHM
     from nphmkit.pretrained import load_small_nphm, load_small_predictor, load_small_regressor
 
@@ -53,6 +87,10 @@ def main() -> int:
     if not (args.data / "index.json").is_file():
         raise SystemExit(f"--data: {args.data} has no index.json; run benchmarks/bench_reconstruction.py first")
     variants = json.loads(args.variants) if args.variants else DEFAULT_VARIANTS
+    for name, over in variants.items():  # refuse a bad key before any fit runs
+        for key, allowed in CHOICES.items():
+            if over.get(key, allowed[0]) not in allowed:
+                raise SystemExit(f"--variants: {name!r} has {key}={over[key]!r}; expected one of {list(allowed)}")
     data = ImageDataset(args.data)
     model, predictor, regressor = load_small_nphm(), load_small_predictor(), load_small_regressor()
     pipe = Pix2NPHM(model, predictor, regressor)
@@ -61,18 +99,34 @@ def main() -> int:
         item = data[i]
         gt = ground_truth(i, item)
         ff = pipe.reconstruct(item["rgb"][None], item["K"], refine=False)
+        with torch.no_grad():
+            flipped = predictor.predict_maps(item["rgb"][None], flip_tta=True)
+        exact = DenseMaps(item["normals"][None], item["canonical"][None], item["mask"][None])
+        all_maps = {"predicted": ff.maps, "flip": flipped, "exact": exact,
+                    "exact normals": replace(ff.maps, normals=exact.normals)}
         start = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
+        R_pnp, t_pnp = initial_pose(ff.maps.canonical, ff.maps.mask, None, item["K"][None], seed=i)
+        starts = {"regressor": start, "gt": replace(start, rotation=item["R"][None], translation=item["t"][None]),
+                  "pnp": replace(start, rotation=R_pnp, translation=t_pnp),
+                  "mean": replace(start, translation=0.5 * (start.translation + t_pnp))}
         for name, over in variants.items():
             over = dict(over)
             steps = over.pop("steps", args.steps)
+            kind, pose, points = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
+            m, first = all_maps[kind], starts[pose]
             t0 = time.perf_counter()
             if steps == 0:
-                res = start
+                res = first
             else:
                 cfg = replace(ImageFitConfig(steps=steps, patience=steps, seed=i), **over)
-                m = ff.maps
-                res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=start, config=cfg,
-                                progress=False, confidence=m.confidence)
+                terms = None
+                if points != "plain":
+                    terms = [t for t in cfg.default_terms() if t.name != "points"]
+                    if points == "centred":
+                        terms.append(LossTerm("points", cfg.w_points, centred_point_term, "data"))
+                res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=first, config=cfg,
+                                progress=False, confidence=m.confidence, terms=terms,
+                                point_valid=item["canonical_valid"][None] if kind == "exact" else None)
             row = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, 96)
             figures = (row["now_mean_mm"], row["posed_mm"], row["landmarks_mm"])
             totals[name] = [a + b for a, b in zip(totals[name], figures)]

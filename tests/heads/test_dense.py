@@ -168,6 +168,8 @@ def test_predict_maps_and_flip_tta():
     # TTA is mirror-equivariant: the prediction of the mirrored image is the mirrored prediction
     mirror = torch.tensor([-1.0, 1.0, 1.0])
     assert_close(tta_flipped.canonical, tta.canonical.flip(2) * mirror, atol=1e-5)
+    assert_close(tta_flipped.normals, tta.normals.flip(2) * mirror, atol=1e-5)
+    assert torch.equal(tta_flipped.mask, tta.mask.flip(2))
     with pytest.raises(ValueError, match="images: expected shape"):
         model(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match=r"images: expected float RGB \(B, H, W, 3\)"):
