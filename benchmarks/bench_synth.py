@@ -1,8 +1,9 @@
 """Synthetic data throughput: pre-rendering (``nphmkit synth --workers``) and rendering on the fly.
 
-    python benchmarks/bench_synth.py [--images 32] [--size 128] [--workers 1 2]
+    python benchmarks/bench_synth.py [--images 32] [--size 128] [--workers 1 2] [--batch 16]
 
-Times ``write_dataset`` of ``--images`` images with each worker count, and one training batch of 16
+Times ``write_dataset`` of ``--images`` images with each worker count and render batch
+(``SynthConfig.batch``, alternated), and one training batch of 16
 images from :class:`~nphmkit.data.synthetic.stream.SyntheticStream` (on the fly) against the same
 16 read from the written folder, so the ratio says what rendering on the fly costs per step here.
 """
@@ -14,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 
 def main() -> int:
@@ -21,6 +23,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch", type=int, nargs="+", default=[16], help="render batches (SynthConfig.batch)")
     args = parser.parse_args()
     import torch
 
@@ -35,11 +38,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = None
         for w in args.workers:
-            t0 = time.perf_counter()
-            folder = write_dataset(os.path.join(tmp, f"w{w}"), args.images, cfg, progress=False, workers=w)
-            dt = time.perf_counter() - t0
-            base = base or dt
-            print(f"| nphmkit synth --workers {w} | {dt:.1f} | {args.images / dt:.1f} ({base / dt:.2f}x) |")
+            for b in args.batch:
+                t0 = time.perf_counter()
+                folder = write_dataset(os.path.join(tmp, f"w{w}b{b}"), args.images, replace(cfg, batch=b),
+                                       progress=False, workers=w)
+                dt = time.perf_counter() - t0
+                base = base or dt
+                print(f"| nphmkit synth --workers {w} --batch {b} | {dt:.1f} | {args.images / dt:.1f} "
+                      f"({base / dt:.2f}x) |")
         batch = list(range(min(16, args.images)))
         data = ImageDataset(folder)
         t0 = time.perf_counter()

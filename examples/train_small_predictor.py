@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def data(args) -> None:
             print(f"data: {folder} exists", flush=True)
             continue
         start = time.perf_counter()
-        write_dataset(folder, n, SynthConfig(image_size=128, seed=seed), progress=True)
+        write_dataset(folder, n, SynthConfig(image_size=128, seed=seed), progress=True, workers=args.workers)
         print(f"data: {n} images in {folder} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -203,6 +204,8 @@ def main() -> int:
     p.add_argument("--fits", type=int, default=4, help="held-out images also fitted from predicted vs exact maps")
     p.add_argument("--steps", type=int, default=25000)
     p.add_argument("--head-steps", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes rendering the data (one thread each; the images do not depend on it)")
     p.add_argument("--stage", choices=["all", "data", "train", "head", "report"], default="all")
     args = p.parse_args()
     for name, fn in (("data", data), ("train", train), ("head", head), ("report", report)):

@@ -16,6 +16,8 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--expressions", type=int, default=2, help="expressions per head, the first neutral")
     p.add_argument("--views", type=int, default=2, help="views per expression")
+    p.add_argument("--batch", type=int, default=16,
+                   help="images rendered together, a worker's unit of work (default 16); the files do not depend on it")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes rendering in parallel, one thread each (default 1: this process); "
                         "the files are the same for any number")
@@ -28,13 +30,14 @@ def run(args: argparse.Namespace) -> int:
     int_in_range("--expressions", args.expressions, 1, 1000)
     int_in_range("--views", args.views, 1, 1000)
     int_in_range("--workers", args.workers, 1, 256)
+    int_in_range("--batch", args.batch, 1, 4096)
     folder = output_folder(args, "-o/--output", args.output)
 
     from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
 
     start = time.perf_counter()
     config = SynthConfig(image_size=args.size, seed=args.seed, expressions_per_head=args.expressions,
-                         views_per_expression=args.views)
+                         views_per_expression=args.views, batch=args.batch)
     folder = write_dataset(folder, args.n, config, progress=progress(args), workers=args.workers)
     heads = -(-args.n // (args.expressions * args.views))
     procs = f", {args.workers} worker processes" if args.workers > 1 else ""

@@ -41,7 +41,7 @@ def test_synth_command_writes_the_dataset_layout(tmp_path, capsys):
 
 def test_worker_processes_write_the_same_dataset(tmp_path, capsys):
     """``--workers 2`` (spawned processes, one thread each): the same files and index as one process."""
-    args = ["-n", "7", "--size", "24", "--quiet", "--seed", "5"]
+    args = ["-n", "7", "--size", "24", "--quiet", "--seed", "5", "--batch", "4"]  # two batches: both workers render
     assert main(["synth", *args, "-o", str(tmp_path / "one")]) == 0
     assert main(["synth", *args, "-o", str(tmp_path / "two"), "--workers", "2"]) == 0
     assert "2 worker processes" in capsys.readouterr().out
@@ -57,6 +57,29 @@ def test_worker_processes_write_the_same_dataset(tmp_path, capsys):
         assert_close(one[i]["rgb"].float(), two[i]["rgb"].float(), atol=1.0)  # 8-bit; at most one level
         assert_close(one[i]["normals"], two[i]["normals"], atol=1e-5)
     assert main(["synth", *args, "-o", str(tmp_path / "bad"), "--workers", "0"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_images_do_not_depend_on_the_batch(tmp_path, capsys):
+    """``SynthConfig.batch`` groups the renders (a speed setting): batches of 2 and of 5 write the same images."""
+    from dataclasses import replace
+
+    cfg = SynthConfig(image_size=24, seed=7, batch=2)
+    write_dataset(tmp_path / "two", 5, cfg, progress=False)
+    assert main(["synth", "-n", "5", "--size", "24", "--seed", "7", "--batch", "5", "--quiet",
+                 "-o", str(tmp_path / "five")]) == 0
+    a, b = ImageDataset(tmp_path / "two"), ImageDataset(tmp_path / "five")
+    for i in range(5):
+        assert torch.equal(a[i]["mask"], b[i]["mask"])
+        assert_close(a[i]["rgb"].float(), b[i]["rgb"].float(), atol=1.0)  # 8-bit; at most one level
+        assert_close(a[i]["normals"], b[i]["normals"], atol=1e-5)
+        assert_close(a[i]["canonical"], b[i]["canonical"], atol=1e-5)
+        assert a[i]["record"]["identity"] == b[i]["record"]["identity"]
+    with pytest.raises(ValueError, match="config.batch: expected >= 1, got 0"):
+        write_dataset(tmp_path / "zero", 2, replace(cfg, batch=0), progress=False)
+    capsys.readouterr()
+    assert main(["synth", "-n", "2", "--batch", "0", "-o", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "--batch: expected 1 to 4096, got 0" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 

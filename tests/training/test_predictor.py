@@ -109,9 +109,11 @@ def test_on_the_fly_data_is_the_prerendered_folder(dataset, workers):
     from nphmkit.training.runner import RunConfig
 
     folder = ImageDataset(dataset)
-    cfg = SynthConfig(image_size=128, expressions_per_head=2, views_per_expression=2, seed=3)
+    # batches of 4 + 1 here (3 + 2 with two workers: one each), one of 8 in the folder (the images do not depend
+    # on the batches)
+    cfg = SynthConfig(image_size=128, expressions_per_head=2, views_per_expression=2, seed=3, batch=4)
     with SyntheticStream(8, cfg, workers=workers) as stream:
-        got = stream.items([6, 1, 5, 2, 7])  # two batches of the config: two processes when workers=2
+        got = stream.items([6, 1, 5, 2, 7])
         for j, i in enumerate([6, 1, 5, 2, 7]):
             want = folder[i]
             assert torch.equal(got["rgb"][j], want["rgb"]) and torch.equal(got["mask"][j], want["mask"])

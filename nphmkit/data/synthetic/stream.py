@@ -45,9 +45,9 @@ class SyntheticStream:
 
     Items are dicts like :class:`~nphmkit.data.dataset.ImageDataset`'s: ``rgb (H, W, 3)`` float in [0, 1]
     (8-bit levels), ``normals``, ``canonical (H, W, 3)``, ``mask``, ``canonical_valid (H, W)`` bool,
-    ``depth (H, W)``, ``K``, ``R (3, 3)``, ``t (3,)``. :meth:`items` renders several at once (batches
-    of ``config.batch``, spread over the workers). Use as a context manager, or :meth:`close`, to stop
-    the workers.
+    ``depth (H, W)``, ``K``, ``R (3, 3)``, ``t (3,)``. :meth:`items` renders several at once (batches of
+    ``config.batch``, spread over the workers; smaller ones where there would be fewer batches than
+    workers). Use as a context manager, or :meth:`close`, to stop the workers.
     """
 
     def __init__(self, n_images: int, config: SynthConfig | None = None, workers: int = 0) -> None:
@@ -90,6 +90,8 @@ class SyntheticStream:
         if not idx:
             raise ValueError("indices: expected at least one image index, got none")
         b = self.config.batch
+        if self.workers:  # at least one chunk per worker (the images do not depend on the chunking)
+            b = max(1, min(b, -(-len(idx) // self.workers)))
         chunks = [idx[s : s + b] for s in range(0, len(idx), b)]
         if self.workers and len(chunks) > 1:
             parts = list(self._executor().map(render_items, chunks, [self.config] * len(chunks)))
