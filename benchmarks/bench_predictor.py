@@ -6,9 +6,11 @@ Inference: median time of ``predict_maps`` per batch, images/s. Training: ``nphm
 predictor`` (the small preset, batch 16) on a freshly rendered 64-image dataset, as one process
 with all threads, one process with one thread, and ``torchrun`` with 2 processes of one thread
 each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
-the first (warm-up) row. The ratio column compares each to one process with all threads. ``--heldout DIR``
-(a rendered dataset, e.g. out/small_predictor/heldout): the shipped predictor's map errors there, once
-plain and once with ``predict_maps(..., flip_tta=True)`` (the mirrored image's maps averaged in).
+the first (warm-up) row. The ratio column compares each to one process with all threads.
+
+``--heldout DIR`` (a rendered dataset, e.g. out/small_predictor/heldout) measures only the map errors there of
+the shipped predictor (or of ``--weights DIR``), once plain and once with ``predict_maps(..., flip_tta=True)``
+(the mirrored image's maps averaged in).
 """
 
 from __future__ import annotations
@@ -78,13 +80,13 @@ def training(steps: int, device: str) -> None:
             print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
 
 
-def heldout(folder: Path) -> None:
+def heldout(folder: Path, weights: Path | None) -> None:
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.pretrained import load_small_predictor
 
-    net = load_small_predictor().eval()
+    net = (load_small_predictor() if weights is None else DensePredictor.load(weights)).eval()
     data = ImageDataset(folder)
-    print(f"shipped predictor on {len(data)} images of {folder}")
+    print(f"{'shipped predictor' if weights is None else weights} on {len(data)} images of {folder}")
     print(f"{'maps':<10s} {'normals mean/median (deg)':>26s} {'canonical mean/median (mm)':>27s} {'mask IoU':>9s} {'s':>6s}")
     for flip in (False, True):
         normal_err, canon_err, inter, union, seconds = [], [], 0, 0, 0.0
@@ -114,12 +116,14 @@ def main() -> None:
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="only the shipped predictor's held-out map errors on this rendered dataset")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="with --heldout: this predictor weight folder instead of the shipped one")
     args = parser.parse_args()
     if args.heldout is not None:
         if not (args.heldout / "index.json").is_file():
             raise SystemExit(f"--heldout: {args.heldout} has no index.json (render one with "
                              "examples/train_small_predictor.py --stage data)")
-        heldout(args.heldout)
+        heldout(args.heldout, args.weights)
         return
     if args.steps < 20:
         raise SystemExit(f"--steps: expected at least 20 (the first logged 10 are warm-up), got {args.steps}")

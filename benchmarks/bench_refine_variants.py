@@ -74,7 +74,7 @@ def main() -> int:
     from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
     from nphmkit.fitting.image import initial_pose
     from nphmkit.fitting.terms import LossTerm
-    from nphmkit.heads.dense import DenseMaps
+    from nphmkit.heads.dense import DenseMaps, DensePredictor
     from nphmkit.pipeline import Pix2NPHM
     from nphmkit.pretrained import load_small_nphm, load_small_predictor, load_small_regressor
 
@@ -83,6 +83,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 3])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--variants", default=None, help="JSON {name: overrides} (default: the variants measured)")
+    parser.add_argument("--predictor", type=Path, default=None,
+                        help="a dense predictor's weight folder whose maps are fitted (default: the shipped one; "
+                             "the regressor reads the shipped one's features either way)")
     args = parser.parse_args()
     if not (args.data / "index.json").is_file():
         raise SystemExit(f"--data: {args.data} has no index.json; run benchmarks/bench_reconstruction.py first")
@@ -92,7 +95,8 @@ def main() -> int:
             if over.get(key, allowed[0]) not in allowed:
                 raise SystemExit(f"--variants: {name!r} has {key}={over[key]!r}; expected one of {list(allowed)}")
     data = ImageDataset(args.data)
-    model, predictor, regressor = load_small_nphm(), load_small_predictor(), load_small_regressor()
+    model, regressor = load_small_nphm(), load_small_regressor()
+    predictor = load_small_predictor() if args.predictor is None else DensePredictor.load(args.predictor).eval()
     pipe = Pix2NPHM(model, predictor, regressor)
     totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in variants}
     for i in args.images:
