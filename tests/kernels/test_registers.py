@@ -153,7 +153,12 @@ def _code_grads(model, x, z_id, z_ex, backend):
 
 
 def test_kernel_benchmark_runs_every_step_on_the_interpreter():
-    """bench_kernels.py only measures on a GPU; --smoke walks its steps on the CPU interpreter at toy sizes."""
+    """bench_kernels.py only measures on a GPU; --smoke walks its steps on the CPU interpreter at toy sizes.
+
+    The accuracy check draws its 23 points from a seed; the script takes it from the clock, which made this
+    test flaky. With seed 5490, fp16 came out at sdf 5.2e-3 and normals 1.6e-2, where seeds 0-12 all stay
+    under 8e-4. That is an input-dependent fp16 outlier, noted for the kernels' own tests. Here the seed is
+    fixed at 0, chosen before looking."""
     import subprocess
     import sys
     from pathlib import Path
@@ -161,7 +166,7 @@ def test_kernel_benchmark_runs_every_step_on_the_interpreter():
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     cmd = [sys.executable, str(root / "benchmarks" / "bench_kernels.py"), "--smoke", "--designs", "registers",
-           "--max-log2", "4", "--repeats", "1", "--sweep", "--profile", "5"]
+           "--max-log2", "4", "--repeats", "1", "--sweep", "--profile", "5", "--seed", "0"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
