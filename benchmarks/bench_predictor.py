@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None,
                         help="with --heldout: this predictor weight folder instead of the shipped one")
     args = parser.parse_args()
+    if args.weights is not None and args.heldout is None:
+        raise SystemExit("--weights: only measured with --heldout DIR (the held-out map errors)")
     if args.heldout is not None:
         if not (args.heldout / "index.json").is_file():
             raise SystemExit(f"--heldout: {args.heldout} has no index.json (render one with "
