@@ -8,11 +8,17 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
 - ``"steps": 0``: the feed-forward result itself;
 - ``"maps"``: ``"predicted"`` (default); ``"flip"``, the predictor's maps averaged with those of the mirrored
   image (``predict_maps(..., flip_tta=True)``); ``"exact"``, the renderer's exact maps; ``"exact normals"``,
-  the predicted maps with the exact normal map;
+  the predicted maps with the exact normal map; ``"exact tails"``, the predicted normal map with its pixels
+  more than 10 degrees off replaced by the exact normals; ``"exact bulk"``, the other way round (the exact
+  normal map with those pixels predicted);
 - ``"pose"``: the start pose, ``"regressor"`` (default); ``"pnp"``, from the predicted canonical map;
   ``"mean"``, the regressor's rotation and the mean of both translations; ``"gt"``, the true pose (an oracle);
 - ``"points"``: the canonical point term, ``"plain"`` (default); ``"centred"``, up to a global offset (the
-  residuals minus their weighted mean); ``"off"``.
+  residuals minus their weighted mean); ``"off"``;
+- ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
+  ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
+  predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
+  detector would give).
 
 Printed per image and summed: NoW mean (mm, aligned), posed surface error (mm), mean landmark error (mm,
 camera frame). How ``nphmkit.pipeline.pix2nphm.REFINE`` was chosen, and what limits it (benchmarks/RESULTS.md).
@@ -45,8 +51,9 @@ DEFAULT_VARIANTS = {
 }
 
 
-CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals"), "pose": ("regressor", "pnp", "mean", "gt"),
-           "points": ("plain", "centred", "off")}
+CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk"),
+           "pose": ("regressor", "pnp", "mean", "gt"),
+           "points": ("plain", "centred", "off"), "weights": ("confidence", "none", "squared", "oracle")}
 """The variants' extra keys and their values, the default first."""
 
 
@@ -63,6 +70,21 @@ def centred_point_term(ctx):
     r = ctx.render.canonical - ctx.targets.points
     offset = (w[..., None] * r).sum(-2, keepdim=True) / w.sum(-1)[..., None, None].clamp_min(1e-8)
     return point_map_loss(ctx.render.canonical - offset, ctx.targets.points, w)
+
+
+def pixel_weights(kind: str, maps, exact):
+    """The map terms' per-pixel weights ``(1, H, W)`` (or None) for the ``"weights"`` choice ``kind``."""
+    import torch
+
+    conf = maps.confidence
+    if kind == "none" or conf is None:
+        return None
+    if kind == "squared":
+        return conf**2
+    if kind == "oracle":
+        cos = (maps.normals * exact.normals).sum(-1).clamp(-1.0, 1.0)
+        return conf * (torch.rad2deg(torch.acos(cos)) <= 10.0).to(conf.dtype)
+    return conf
 
 
 def main() -> int:
@@ -108,6 +130,10 @@ def main() -> int:
         exact = DenseMaps(item["normals"][None], item["canonical"][None], item["mask"][None])
         all_maps = {"predicted": ff.maps, "flip": flipped, "exact": exact,
                     "exact normals": replace(ff.maps, normals=exact.normals)}
+        cos = (ff.maps.normals * exact.normals).sum(-1).clamp(-1.0, 1.0)
+        tails = (torch.rad2deg(torch.acos(cos)) > 10.0)[..., None]
+        all_maps["exact tails"] = replace(ff.maps, normals=torch.where(tails, exact.normals, ff.maps.normals))
+        all_maps["exact bulk"] = replace(ff.maps, normals=torch.where(tails, ff.maps.normals, exact.normals))
         start = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
         R_pnp, t_pnp = initial_pose(ff.maps.canonical, ff.maps.mask, None, item["K"][None], seed=i)
         starts = {"regressor": start, "gt": replace(start, rotation=item["R"][None], translation=item["t"][None]),
@@ -116,8 +142,9 @@ def main() -> int:
         for name, over in variants.items():
             over = dict(over)
             steps = over.pop("steps", args.steps)
-            kind, pose, points = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
+            kind, pose, points, weights = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
             m, first = all_maps[kind], starts[pose]
+            confidence = pixel_weights(weights, m, exact)
             t0 = time.perf_counter()
             if steps == 0:
                 res = first
@@ -129,7 +156,7 @@ def main() -> int:
                     if points == "centred":
                         terms.append(LossTerm("points", cfg.w_points, centred_point_term, "data"))
                 res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=first, config=cfg,
-                                progress=False, confidence=m.confidence, terms=terms,
+                                progress=False, confidence=confidence, terms=terms,
                                 point_valid=item["canonical_valid"][None] if kind == "exact" else None)
             row = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, 96)
             figures = (row["now_mean_mm"], row["posed_mm"], row["landmarks_mm"])

@@ -80,6 +80,10 @@ class DenseConfig:
     refine: int = 0
     """Width of a full-resolution refiner: two 3x3 convolutions over the raw prediction and the image,
     added to the raw prediction (0: none, as Pixel3DMM)."""
+    refine_scales: int = 1
+    """1: the refiner as above (5 px receptive field); 2: a two-scale refiner that also works at half
+    resolution with twice the width (:class:`TwoScaleRefiner`, a 15 px receptive field: eyes, lips and
+    nostrils span 5-15 px of a 128^2 crop)."""
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.outputs if o not in CHANNELS]
@@ -87,6 +91,8 @@ class DenseConfig:
             raise ValueError(f"outputs: unknown {unknown}; choose from {sorted(CHANNELS)}")
         if self.head_mix < 0 or self.refine < 0:
             raise ValueError(f"head_mix, refine: expected >= 0, got {self.head_mix}, {self.refine}")
+        if self.refine_scales not in (1, 2):
+            raise ValueError(f"refine_scales: expected 1 or 2, got {self.refine_scales}")
         grid = self.image_size // self.backbone.patch_size
         if self.image_size % self.backbone.patch_size or self.image_size % (grid * 8):
             raise ValueError(
@@ -121,7 +127,7 @@ class DenseConfig:
     def feature_dict(self) -> dict:
         """The sizes :meth:`DensePredictor.features` depends on (not the up-sampling head's)."""
         d = asdict(self)
-        for key in ("outputs", "head_mix", "refine"):
+        for key in ("outputs", "head_mix", "refine", "refine_scales"):
             d.pop(key)
         return d
 
@@ -135,6 +141,7 @@ class DenseConfig:
         d = dict(d)
         d.setdefault("head_mix", 0)
         d.setdefault("refine", 0)
+        d.setdefault("refine_scales", 1)
         d["backbone"] = ViTConfig(**d["backbone"])
         d["outputs"] = tuple(d["outputs"])
         return cls(**d)
@@ -191,6 +198,34 @@ class Decoder(nn.Module):
         return x
 
 
+class TwoScaleRefiner(nn.Module):
+    """A residual refiner over ``(B, P + 3, H, W)`` (raw prediction and normalised image) -> ``(B, P, H, W)``:
+    a full-resolution 3x3 convolution of width ``r``, a stride-2 3x3 convolution to width ``2r``, two residual
+    3x3 convolutions at half resolution, a 2x2 transposed convolution back added to the full-resolution
+    features, one more 3x3 and a 1x1 read-out that starts at zero (so a refiner added to a trained head
+    starts as that head). ``H`` and ``W`` must be even."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        r = width
+        self.conv_in = nn.Conv2d(channels + 3, r, 3, padding=1)
+        self.down = nn.Conv2d(r, 2 * r, 3, stride=2, padding=1)
+        self.mid = nn.ModuleList(nn.Conv2d(2 * r, 2 * r, 3, padding=1) for _ in range(2))
+        self.up = nn.ConvTranspose2d(2 * r, r, 2, stride=2)
+        self.conv_out = nn.Conv2d(r, r, 3, padding=1)
+        self.read_out = nn.Conv2d(r, channels, 1)
+        nn.init.zeros_(self.read_out.weight)
+        nn.init.zeros_(self.read_out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = F.gelu(self.conv_in(x))
+        half = F.gelu(self.down(full))
+        for conv in self.mid:
+            half = half + F.gelu(conv(half))
+        full = F.gelu(self.conv_out(full + self.up(half)))
+        return self.read_out(full)
+
+
 class DensePredictor(WeightFolderMixin, nn.Module):
     """Per-pixel geometry from an RGB image (see the module doc)."""
 
@@ -220,7 +255,9 @@ class DensePredictor(WeightFolderMixin, nn.Module):
                 if isinstance(conv, nn.Conv2d):  # predictor starts with its outputs
                     nn.init.zeros_(conv.weight)
                     nn.init.zeros_(conv.bias)
-        if cfg.refine:
+        if cfg.refine and cfg.refine_scales == 2:
+            self.refiner = TwoScaleRefiner(cfg.channels, cfg.refine)
+        elif cfg.refine:
             r = cfg.refine
             self.refiner = nn.Sequential(nn.Conv2d(cfg.channels + 3, r, 3, padding=1), nn.GELU(),
                                          nn.Conv2d(r, r, 3, padding=1), nn.GELU(), nn.Conv2d(r, cfg.channels, 1))

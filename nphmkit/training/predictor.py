@@ -64,6 +64,8 @@ class PredictorTrainConfig:
     """:attr:`DenseConfig.head_mix` of the network."""
     refine: int = 0
     """:attr:`DenseConfig.refine` of the network."""
+    refine_scales: int = 1
+    """:attr:`DenseConfig.refine_scales` of the network."""
     confidence: bool = False
     """Add a ``"confidence"`` output (see the module doc)."""
     init: str = ""
@@ -156,7 +158,8 @@ class PredictorTask:
         if c.preset != "small":
             raise ValueError(f"preset: expected 'small', got {c.preset!r}")
         outputs = ("normals", "canonical", "mask") + (("confidence",) if c.confidence else ())
-        return replace(DenseConfig.small(outputs), head_mix=c.head_mix, refine=c.refine)
+        return replace(DenseConfig.small(outputs), head_mix=c.head_mix, refine=c.refine,
+                       refine_scales=c.refine_scales)
 
     def build_model(self) -> nn.Module:
         net = DensePredictor(self.network_config())

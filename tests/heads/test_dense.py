@@ -232,7 +232,8 @@ def _perturbed(model: DensePredictor, seed: int) -> DensePredictor:
     return model
 
 
-def test_head_mix_refiner_and_confidence_start_as_the_plain_head_and_round_trip(tmp_path):
+@pytest.mark.parametrize("scales", [1, 2])
+def test_head_mix_refiner_and_confidence_start_as_the_plain_head_and_round_trip(tmp_path, scales):
     """The mixing convolutions and the refiner are residual branches that start at zero, so a bigger head
     grown from a trained predictor starts with its outputs; the folder round-trips the new sizes; a
     confidence output is a positive weight per pixel that is mirror-symmetric under flip TTA."""
@@ -240,7 +241,8 @@ def test_head_mix_refiner_and_confidence_start_as_the_plain_head_and_round_trip(
 
     torch.manual_seed(3)
     plain = _perturbed(DensePredictor(DenseConfig.small()), 0).eval()
-    cfg = replace(DenseConfig.small(("normals", "canonical", "mask", "confidence")), head_mix=2, refine=8)
+    cfg = replace(DenseConfig.small(("normals", "canonical", "mask", "confidence")), head_mix=2, refine=8,
+                  refine_scales=scales)
     grown = DensePredictor(cfg).eval()
     grown.load_state_dict(transfer_state(plain, grown))
     images = torch.rand(2, 96, 128, 3)  # not the network's size: resized both ways
@@ -263,6 +265,26 @@ def test_head_mix_refiner_and_confidence_start_as_the_plain_head_and_round_trip(
         assert_close(back.predict_maps(images).confidence, moved.confidence)
     with pytest.raises(ValueError, match="head_mix, refine: expected >= 0"):
         replace(DenseConfig.small(), refine=-1)
+    with pytest.raises(ValueError, match="refine_scales: expected 1 or 2, got 3"):
+        replace(DenseConfig.small(), refine_scales=3)
+
+
+@pytest.mark.parametrize("row,col", [(20, 20), (21, 34), (63, 7)])
+def test_two_scale_refiner_sees_15_pixels(row, col):
+    """Each output pixel of the two-scale refiner depends on a window of 13-15 input pixels per side (odd and
+    even positions differ by the stride-2 layer) and on nothing further away; the one-scale refiner on 5."""
+    from nphmkit.heads.dense import TwoScaleRefiner
+
+    torch.manual_seed(row + col)
+    for net, lo, hi in ((TwoScaleRefiner(3, 4), 13, 15), (DensePredictor(replace(DenseConfig.small(("normals",)),
+                                                                         refine=4)).refiner, 5, 5)):
+        _perturbed(net, 2)
+        x = torch.rand(1, 6, 70, 70, requires_grad=True)
+        net(x)[0, :, row, col].sum().backward()
+        reach = x.grad.abs().sum((0, 1)) > 0
+        rows, cols = reach.any(1).nonzero()[:, 0], reach.any(0).nonzero()[:, 0]
+        for span in (int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1):
+            assert lo <= span <= hi
 
 
 def test_features_digest_covers_the_features_and_nothing_else():
