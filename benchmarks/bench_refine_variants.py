@@ -72,18 +72,24 @@ def centred_point_term(ctx):
     return point_map_loss(ctx.render.canonical - offset, ctx.targets.points, w)
 
 
-def pixel_weights(kind: str, maps, exact):
-    """The map terms' per-pixel weights ``(1, H, W)`` (or None) for the ``"weights"`` choice ``kind``."""
+def far_off(normals, exact_normals, degrees: float = 10.0):
+    """``(1, H, W)`` bool: where unit normals ``(1, H, W, 3)`` are more than ``degrees`` off the exact ones."""
     import torch
 
+    cos = (normals * exact_normals).sum(-1).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cos)) > degrees
+
+
+def pixel_weights(kind: str, maps, exact):
+    """The map terms' per-pixel weights ``(1, H, W)`` for the ``"weights"`` choice ``kind``; None (plain mask)
+    for ``"none"`` and for maps without a confidence (the exact maps)."""
     conf = maps.confidence
     if kind == "none" or conf is None:
         return None
     if kind == "squared":
         return conf**2
     if kind == "oracle":
-        cos = (maps.normals * exact.normals).sum(-1).clamp(-1.0, 1.0)
-        return conf * (torch.rad2deg(torch.acos(cos)) <= 10.0).to(conf.dtype)
+        return conf * (~far_off(maps.normals, exact.normals)).to(conf.dtype)
     return conf
 
 
@@ -130,8 +136,7 @@ def main() -> int:
         exact = DenseMaps(item["normals"][None], item["canonical"][None], item["mask"][None])
         all_maps = {"predicted": ff.maps, "flip": flipped, "exact": exact,
                     "exact normals": replace(ff.maps, normals=exact.normals)}
-        cos = (ff.maps.normals * exact.normals).sum(-1).clamp(-1.0, 1.0)
-        tails = (torch.rad2deg(torch.acos(cos)) > 10.0)[..., None]
+        tails = far_off(ff.maps.normals, exact.normals)[..., None]
         all_maps["exact tails"] = replace(ff.maps, normals=torch.where(tails, exact.normals, ff.maps.normals))
         all_maps["exact bulk"] = replace(ff.maps, normals=torch.where(tails, ff.maps.normals, exact.normals))
         start = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
