@@ -14,6 +14,14 @@ surface), so the finest grid is then followed along the surface: every cell whos
 change sign but were not all evaluated gets its corners evaluated, until there is none. A
 surface reached anywhere by the refinement is then traced exactly as dense extraction would;
 only a component that lies wholly inside cells the bound wrongly ruled out can be missed.
+
+A flagged cell of the two finest levels holds a shell of points, most of them well off the
+surface. With ``band``, such a point is evaluated only where its trilinear estimate lies within
+``band`` x the new level's cell diagonal of the level set; the others keep the estimate. Marching
+cubes reads only signs and the values of crossing cells' corners (which the surface following
+evaluates), so the result still equals dense extraction wherever every estimate left in place has
+the right sign, i.e. wherever trilinear interpolation errs by less than the band. On the shipped
+small NPHM at 128^3 this cuts the queries from ~213k to ~79k with the same triangles.
 """
 
 from __future__ import annotations
@@ -117,16 +125,47 @@ def _dense_values(ev: _Evaluator, res: Sequence[int]) -> torch.Tensor:
     return ev(_grid_indices(res, 1)).reshape(*res)
 
 
+#: The finest levels whose flagged cells evaluate only the points near the level set (``band``).
+BAND_LEVELS = 2
+
+_CORNERS = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+def _corner(grid: torch.Tensor, offset) -> torch.Tensor:
+    """The view of a grid ``(X, Y, Z)`` at one corner ``offset`` of each cell: ``(X-1, Y-1, Z-1)``."""
+    a, b, c = offset
+    return grid[a : grid.shape[0] - 1 + a, b : grid.shape[1] - 1 + b, c : grid.shape[2] - 1 + c]
+
+
+def _cell_reduce(grid: torch.Tensor, op) -> torch.Tensor:
+    """``op`` (e.g. ``torch.minimum``, ``torch.logical_or``) over each cell's 8 corners: ``(X, Y, Z)`` ->
+    ``(X-1, Y-1, Z-1)``. Elementwise over views: several times faster than ``max_pool3d`` on the CPU."""
+    out = _corner(grid, _CORNERS[0]).clone()
+    for offset in _CORNERS[1:]:
+        out = op(out, _corner(grid, offset), out=out)
+    return out
+
+
+def _crossing_cells(values: torch.Tensor) -> torch.Tensor:
+    """Cells whose corners hold both a positive and a non-positive value: ``(X-1, Y-1, Z-1)`` bool."""
+    pos = values > 0
+    return _cell_reduce(pos, torch.logical_or) & ~_cell_reduce(pos, torch.logical_and)
+
+
 def _coarse_to_fine_values(
-    ev: _Evaluator, res: Sequence[int], spacing, levels: int, margin: float, follow: bool = True
+    ev: _Evaluator, res: Sequence[int], spacing, levels: int, margin: float, follow: bool = True,
+    band: float | None = None,
 ) -> torch.Tensor:
     """Values on the fine grid ``res``, evaluated only near the surface.
 
     Each level evaluates the next level's points inside the cells that can hold the surface
     (a sign change, or a corner closer to it than ``margin`` x the half cell diagonal); elsewhere
-    the values are trilinear (same sign as the cell's corners). With ``follow``, cells of the
-    final grid whose corners change sign but were not all evaluated get evaluated, repeatedly,
-    so the surface is followed wherever the Lipschitz bound ``margin`` was too tight.
+    the values are trilinear (same sign as the cell's corners). With ``band``, the
+    ``BAND_LEVELS`` finest levels evaluate only the points of those cells whose trilinear
+    estimate is within ``band`` x the new cell diagonal of the level set. With ``follow``,
+    cells of the final grid whose corners change sign but were not all evaluated get evaluated,
+    repeatedly, so the surface is followed wherever the Lipschitz bound ``margin`` (or the band)
+    was too tight.
     """
     top = 2**levels
     cells = [math.ceil((r - 1) / top) for r in res]  # cells per axis at the top level
@@ -136,31 +175,34 @@ def _coarse_to_fine_values(
     step = top
     while step > 1:
         # flag the cells (of this level) that can hold the surface
-        v = values[None, None]
-        lo = -F.max_pool3d(-v.abs(), kernel_size=2, stride=1)[0, 0]  # min |sdf| over the 8 corners
-        vmax = F.max_pool3d(v, kernel_size=2, stride=1)[0, 0]
-        vmin = -F.max_pool3d(-v, kernel_size=2, stride=1)[0, 0]
         half_diag = 0.5 * float(np.linalg.norm(spacing * step))  # farthest any cell point is from its nearest corner
-        flag = (lo <= margin * half_diag) | ((vmax > 0) & (vmin <= 0))
+        flag = (_cell_reduce(values.abs(), torch.minimum) <= margin * half_diag) | _crossing_cells(values)
         # the points of the next level: interpolated everywhere, evaluated inside flagged cells
         fine_shape = [2 * (n - 1) + 1 for n in values.shape]
-        fine = F.interpolate(v, size=fine_shape, mode="trilinear", align_corners=True)[0, 0]
-        need = F.conv_transpose3d(flag[None, None].float(), torch.ones(1, 1, 3, 3, 3), stride=2)[0, 0] > 0
+        fine = F.interpolate(values[None, None], size=fine_shape, mode="trilinear", align_corners=True)[0, 0]
+        need = torch.zeros(fine_shape, dtype=torch.bool)
+        for a in range(3):  # the 3 x 3 x 3 points of each flagged cell (neighbours share faces)
+            for b in range(3):
+                for c in range(3):
+                    view = need[a : a + 2 * flag.shape[0] : 2, b : b + 2 * flag.shape[1] : 2, c : c + 2 * flag.shape[2] : 2]
+                    view |= flag
         need[::2, ::2, ::2] = False  # corners of flagged cells are already exact
-        idx = torch.nonzero(need)
         step //= 2
+        if band is not None and step < 2**BAND_LEVELS:
+            need &= fine.abs() <= band * float(np.linalg.norm(spacing * step))
+        idx = torch.nonzero(need)
         fine[need] = ev(idx * step)
         fine_exact = need
         fine_exact[::2, ::2, ::2] |= exact
         values, exact = fine, fine_exact
     values, exact = values[: res[0], : res[1], : res[2]], exact[: res[0], : res[1], : res[2]]
     while follow:
-        pos = (values > 0).float()[None, None]
-        crossing = (F.max_pool3d(pos, 2, stride=1) > 0) & (F.max_pool3d(1.0 - pos, 2, stride=1) > 0)
-        open_cells = crossing & (F.max_pool3d((~exact).float()[None, None], 2, stride=1) > 0)
+        open_cells = _crossing_cells(values) & ~_cell_reduce(exact, torch.logical_and)
         if not bool(open_cells.any()):
             break
-        corners = F.conv_transpose3d(open_cells.float(), torch.ones(1, 1, 2, 2, 2), stride=1)[0, 0] > 0
+        corners = torch.zeros_like(exact)
+        for offset in _CORNERS:
+            _corner(corners, offset).logical_or_(open_cells)
         corners &= ~exact
         values[corners] = ev(torch.nonzero(corners))
         exact |= corners
@@ -176,6 +218,7 @@ def extract_mesh(
     *,
     levels: int = 4,
     margin: float = 1.0,
+    band: float | None = 0.5,
     follow_surface: bool = True,
     chunk: int = 65536,
     device: str | torch.device = "cpu",
@@ -195,6 +238,9 @@ def extract_mesh(
         levels: coarse-to-fine levels; the first grid has a step of ``2**levels`` voxels.
         margin: safety factor on the cell diagonal, i.e. the assumed Lipschitz bound (1 is exact
             for true distances).
+        band: at the two finest levels, evaluate only the points whose trilinear estimate lies
+            within ``band`` x the cell diagonal of the level set (module notes); None evaluates
+            every point of the flagged cells (~2.6x the queries of the default 0.5 on a head).
         follow_surface: evaluate the corners of every final cell with a sign change that was not
             fully evaluated, until none is left (costs ~0.5 % of the dense queries on a learned head).
         chunk: points per ``sdf_fn`` call.
@@ -214,6 +260,8 @@ def extract_mesh(
         raise ValueError(f"method: expected 'coarse_to_fine' or 'dense', got {method!r}")
     if levels < 0 or margin <= 0:
         raise ValueError(f"levels must be >= 0 and margin > 0, got levels={levels}, margin={margin}")
+    if band is not None and not band > 0:
+        raise ValueError(f"band: expected a positive number of cell diagonals or None, got {band!r}")
     start = time.perf_counter()
     lo, hi = _as_bounds(bounds)
     res = _as_resolution(resolution)
@@ -226,7 +274,7 @@ def extract_mesh(
         if method == "dense" or levels == 0:
             values = _dense_values(ev, res)
         else:
-            values = _coarse_to_fine_values(ev, res, spacing, levels, margin, follow_surface)
+            values = _coarse_to_fine_values(ev, res, spacing, levels, margin, follow_surface, band)
     finally:
         ev.close()
     volume = values.numpy()

@@ -12,11 +12,16 @@ from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 
 
 def _same_surface(fn, res):
+    """Coarse-to-fine (the default band, and every point of the flagged cells) gives dense's triangles;
+    returns the default's fraction of dense's queries."""
     dense = extract_mesh(fn, NPHM_BOUNDS, res, method="dense", progress=False)
     fine = extract_mesh(fn, NPHM_BOUNDS, res, method="coarse_to_fine", progress=False)
+    full = extract_mesh(fn, NPHM_BOUNDS, res, method="coarse_to_fine", band=None, progress=False)
     assert dense.n_vertices > 1000
-    assert fine.n_vertices == dense.n_vertices and torch.equal(fine.faces, dense.faces)
-    assert torch.allclose(fine.vertices, dense.vertices, atol=1e-5)
+    for mesh in (fine, full):
+        assert mesh.n_vertices == dense.n_vertices and torch.equal(mesh.faces, dense.faces)
+        assert torch.allclose(mesh.vertices, dense.vertices, atol=1e-5)
+    assert fine.n_queries < 0.75 * full.n_queries  # 0.39x at 128^3 on a trained head
     return fine.n_queries / dense.n_queries
 
 

@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nphmkit.mesh import Mesh, extract_mesh, load_mesh, save_mesh
+from nphmkit.mesh.extract import _cell_reduce, _crossing_cells
 from tests.mesh import shapes
 
 BOX = ((-0.5, -0.45, -0.55), (0.5, 0.55, 0.45))
@@ -40,6 +42,31 @@ def test_coarse_to_fine_equals_dense(shape, res, shift, levels):
     assert fine.n_queries < dense.n_queries
 
 
+@given(st.integers(2, 9), st.integers(2, 9), st.integers(2, 9), st.integers(0, 2**31 - 1))
+def test_cell_reductions_match_pooling(x, y, z, seed):
+    """The per-cell min/max/any/all over 8 corners equal 2x2x2 pooling (the plain reference), odd sizes too."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.randn(x, y, z, generator=g)
+    grid[torch.rand(x, y, z, generator=g) < 0.2] = 0.0  # zeros count as inside
+    pool = lambda t: F.max_pool3d(t[None, None], kernel_size=2, stride=1)[0, 0]  # noqa: E731
+    assert torch.equal(_cell_reduce(grid, torch.maximum), pool(grid))
+    assert torch.equal(_cell_reduce(grid.abs(), torch.minimum), -pool(-grid.abs()))
+    pos = (grid > 0).float()
+    crossing = (pool(pos) > 0) & (pool(1.0 - pos) > 0)
+    assert torch.equal(_crossing_cells(grid), crossing)
+    assert torch.equal(_cell_reduce(grid > 0, torch.logical_and), pool(pos) * -pool(-pos) > 0)
+
+
+@given(st.sampled_from(["sphere", "torus", "box"]), st.integers(24, 90), st.floats(0.2, 2.0))
+def test_band_keeps_the_triangles_with_fewer_queries(shape, res, band):
+    fn = {"sphere": shapes.sphere(radius=0.27), "torus": shapes.torus(), "box": shapes.box()}[shape]
+    full = extract_mesh(fn, BOX, res, band=None)
+    banded = extract_mesh(fn, BOX, res, band=band)
+    assert banded.n_faces == full.n_faces and torch.equal(banded.faces, full.faces)
+    assert torch.allclose(banded.vertices, full.vertices, atol=1e-6)
+    assert banded.n_queries <= full.n_queries
+
+
 def _steep_torus(steep: float):
     """A torus whose SDF is ``1 + steep`` times too steep for ``margin=1`` on its x > 0 side."""
     base = shapes.torus(0.3, 0.035)
@@ -50,10 +77,11 @@ def _steep_torus(steep: float):
 def test_surface_following_recovers_what_a_too_tight_lipschitz_bound_misses(res, steep):
     fn = _steep_torus(steep)
     dense = extract_mesh(fn, BOX, res, method="dense")
-    fine = extract_mesh(fn, BOX, res)
-    assert fine.n_vertices == dense.n_vertices and torch.equal(fine.faces, dense.faces)
-    assert torch.allclose(fine.vertices, dense.vertices, atol=1e-6)
-    assert fine.n_queries < 0.1 * dense.n_queries
+    for band in (0.5, None):
+        fine = extract_mesh(fn, BOX, res, band=band)
+        assert fine.n_vertices == dense.n_vertices and torch.equal(fine.faces, dense.faces)
+        assert torch.allclose(fine.vertices, dense.vertices, atol=1e-6)
+        assert fine.n_queries < 0.1 * dense.n_queries
 
 
 def test_without_following_the_steep_torus_loses_triangles():
@@ -98,6 +126,9 @@ def test_anisotropic_resolution_and_bad_arguments():
         extract_mesh(shapes.sphere(), BOX, 16, method="octree")
     with pytest.raises(ValueError, match="resolution"):
         extract_mesh(shapes.sphere(), BOX, 1)
+    for band in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="band: expected a positive number"):
+            extract_mesh(shapes.sphere(), BOX, 16, band=band)
     with pytest.raises(ValueError, match=r"sdf_fn: expected an unbatched field \(N, 3\) -> \(N,\) or a batched field"):
         extract_mesh(lambda p: p, BOX, 8)
 
