@@ -32,6 +32,21 @@ def test_parameter_counts_and_determinism():
     assert torch.equal(a.sdf(x), b.sdf(x))
 
 
+@given(st.integers(0, 10_000), st.integers(1, 3), st.integers(1, 300))
+def test_value_only_composition_is_the_full_one_bit_for_bit(seed, batch, n):
+    """``sdf`` skips the canonical/group/carve bookkeeping (the fast path); its values and gradients are
+    those of the full composition (the reference) exactly, for odd batch and point counts."""
+    head = SyntheticHead.sample(batch, seed)
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = torch.tensor(BOUNDS[0]), torch.tensor(BOUNDS[1])
+    x = (lo + (hi - lo) * torch.rand(batch, n, 3, generator=g)).requires_grad_(True)
+    fast, full = head.sdf(x), head._compose(x).value
+    assert torch.equal(fast, full)
+    (g_fast,) = torch.autograd.grad(fast.sum(), x)
+    (g_full,) = torch.autograd.grad(full.sum(), x)
+    assert torch.equal(g_fast, g_full)
+
+
 @given(st.integers(0, 10_000))
 def test_lipschitz_at_most_one(seed):
     head = SyntheticHead.sample(1, seed)

@@ -44,27 +44,37 @@ def _vec(b: int, ref: torch.Tensor, x, y, z) -> torch.Tensor:
 
 @dataclass
 class _Field:
-    """Running state of the composition: value, canonical point, group, carve weight."""
+    """Running state of the composition: value, canonical point, group, carve weight.
+
+    With ``full=False`` only the value is kept (what sphere tracing and meshing need; the other three
+    stay None): the same values, bit for bit, at about two thirds of the cost."""
 
     value: torch.Tensor  # (B, N)
-    canonical: torch.Tensor  # (B, N, 3)
-    group: torch.Tensor  # (B, N) float weights are overkill; the dominant group id
-    carved: torch.Tensor  # (B, N) in [0, 1]: weight of the mouth-cavity carving
+    canonical: torch.Tensor | None  # (B, N, 3)
+    group: torch.Tensor | None  # (B, N) float weights are overkill; the dominant group id
+    carved: torch.Tensor | None  # (B, N) in [0, 1]: weight of the mouth-cavity carving
+    full: bool = True
 
     def union(self, value, canonical, group: int, k: float) -> None:
         v, h = prim.smooth_union_weight(self.value, value, k)
+        self.value = v
+        if not self.full:
+            return
         self.canonical = h[..., None] * self.canonical + (1 - h[..., None]) * canonical
         self.group = torch.where(h >= 0.5, self.group, torch.full_like(self.group, group))
         self.carved = h * self.carved
-        self.value = v
 
     def union_pair(self, parts, group: int, k: float) -> None:
         """Smooth-union a mirrored pair as one part (hard minimum inside the pair keeps the mirror symmetry)."""
         (va, ca), (vb, cb) = parts
-        self.union(torch.minimum(va, vb), torch.where((va <= vb)[..., None], ca, cb), group, k)
+        canonical = torch.where((va <= vb)[..., None], ca, cb) if self.full else None
+        self.union(torch.minimum(va, vb), canonical, group, k)
 
     def subtract(self, value, k: float, group: int | None = None, cavity: bool = False) -> None:
         v, w = prim.smooth_subtract(self.value, value, k)
+        if not self.full:
+            self.value = v
+            return
         if cavity:
             self.carved = torch.maximum(self.carved, w)
         if group is not None:
@@ -115,7 +125,7 @@ class SyntheticHead:
     # ------------------------------------------------------------------ fields
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance ``(B, N)`` (NPHM units) of ``points (B, N, 3)``."""
-        return self._compose(points).value
+        return self._compose(points, full=False).value
 
     def canonical(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical (neutral-expression) positions ``(B, N, 3)`` and validity ``(B, N)`` bool."""
@@ -192,7 +202,7 @@ class SyntheticHead:
         lay["one"] = one
         return lay
 
-    def _compose(self, p: torch.Tensor) -> _Field:
+    def _compose(self, p: torch.Tensor, full: bool = True) -> _Field:
         if p.dim() != 3 or p.shape[0] != self.batch or p.shape[-1] != 3:
             raise ValueError(f"points: expected shape ({self.batch}, N, 3), got {tuple(p.shape)}")
         lay = self._layout()
@@ -203,9 +213,13 @@ class SyntheticHead:
         def m(vec: torch.Tensor, side: float) -> torch.Tensor:
             return vec if side > 0 else vec * mirror
 
-        zero_group = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
         # ---- cranium (static) --------------------------------------------------------
-        f = _Field(prim.sphere(p, lay["cr_back"], 0.29 * one), p, zero_group, torch.zeros_like(zero_group))
+        start = prim.sphere(p, lay["cr_back"], 0.29 * one)
+        if full:
+            zero_group = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+            f = _Field(start, p, zero_group, torch.zeros_like(zero_group))
+        else:
+            f = _Field(start, None, None, None, full=False)
         f.union(prim.sphere(p, lay["cr_front"], 0.25 * one), p, SKIN, 0.1)
         f.union_pair([(prim.sphere(p, m(lay["cr_side"], s), lay["cr_side_r"]), p) for s in sides], SKIN, 0.1)
         f.union(prim.sphere(p, lay["cr_top"], 0.25 * one), p, SKIN, 0.1)
