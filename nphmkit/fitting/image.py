@@ -57,6 +57,10 @@ class ImageFitConfig:
     """Fraction of the steps during which the pose stays at its initial value while the codes adapt
     (from the mean head, a wrong head size would otherwise be absorbed by the depth)."""
     fit_identity: bool = True
+    average_from: float | None = None
+    """Fraction of the steps after which the iterates (codes and pose) are averaged; the fit returns their
+    mean instead of the last step's (iterate averaging: it cancels much of the step-to-step noise of the
+    random pixel subsets). None: the last step's."""
     patience: int = 40
     """Stop when the smoothed loss has not improved by 0.5 % for this many steps."""
     seed: int = 0
@@ -74,11 +78,37 @@ class ImageFitConfig:
     def __post_init__(self) -> None:
         if self.normal_frame not in ("camera", "head"):
             raise ValueError(f"normal_frame: expected 'camera' or 'head', got {self.normal_frame!r}")
+        if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
+            raise ValueError(f"average_from: expected a fraction of the steps in [0, 1) or None, got {self.average_from!r}")
 
     def default_terms(self) -> list[LossTerm]:
         """The built-in objective: data terms and the weighted code regularizers."""
         anchor = [LossTerm("anchor", self.anchor, anchor_term)] if self.anchor else []
         return [*default_image_terms(self), *regularizer_terms(self.regularizers), *anchor]
+
+
+class IterateMean:
+    """Running mean of a fit's iterates from step ``int(steps * start)`` on (``start=None``: off)."""
+
+    def __init__(self, steps: int, start: float | None) -> None:
+        self.first = None if start is None else int(steps * start)
+        self.count = 0
+        self.mean: list[torch.Tensor] | None = None
+
+    def add(self, step: int, *tensors: torch.Tensor) -> None:
+        if self.first is None or step < self.first:
+            return
+        self.count += 1
+        now = [t.detach() for t in tensors]
+        if self.mean is None:
+            self.mean = [t.clone() for t in now]
+        else:
+            for m, t in zip(self.mean, now):
+                m.add_(t - m, alpha=1.0 / self.count)
+
+    def result(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """The mean, or (off, or stopped before averaging began) detached copies of ``tensors``."""
+        return self.mean if self.mean is not None else [t.detach().clone() for t in tensors]
 
 
 def initial_pose(point_map, mask, point_valid, K, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,6 +196,7 @@ def fit_image(
     history, terms_log = [], []
     best, since, smooth = float("inf"), 0, None
     warmup = 0 if from_init else int(config.steps * config.pose_warmup)
+    average = IterateMean(config.steps, config.average_from)
     bar = progress_bar(range(config.steps), progress=progress, desc="fitting image", unit="step")
     for step in bar:
         R = axis_angle_to_matrix(rot) @ R0
@@ -177,6 +208,7 @@ def fit_image(
             rot.grad = trans.grad = None  # pose frozen while the codes catch up
         optim.step()
         sched.step()
+        average.add(step, z_id, z_ex, rot, trans)
         value = float(loss.detach())
         bar.set_postfix(loss=f"{value:.4g}", refresh=False)
         history.append(value)
@@ -190,7 +222,8 @@ def fit_image(
                 bar.set_postfix(loss=f"{value:.4g}", stopped="converged")
                 break
     bar.close()
+    z_id_out, z_ex_out, rot_out, trans_out = average.result(z_id, z_ex, rot, trans)
     with torch.no_grad():
-        R = axis_angle_to_matrix(rot) @ R0
-    return FitResult(z_id.detach(), z_ex.detach(), R.detach(), trans.detach().clone(), torch.ones(b, dtype=dt, device=dev),
+        R = axis_angle_to_matrix(rot_out) @ R0
+    return FitResult(z_id_out, z_ex_out, R.detach(), trans_out, torch.ones(b, dtype=dt, device=dev),
                      history, terms_log, time.perf_counter() - start, len(history))

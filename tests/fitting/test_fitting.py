@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nphmkit.fitting import (
     ImageFitConfig,
@@ -21,6 +23,7 @@ from nphmkit.fitting import (
     solve_pose,
     surface_distance,
 )
+from nphmkit.fitting.image import IterateMean
 from nphmkit.nphm.meshing import head_mesh
 from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose, default_intrinsics, render
@@ -202,3 +205,59 @@ def test_warm_started_steps_render_the_same_surface_for_less(model, codes):
         ends.append(float((res.z_id - z_id).norm() + (res.z_ex - z_ex).norm()))  # distance to the true codes
     before = float((start.z_id - z_id).norm() + (start.z_ex - z_ex).norm())
     assert ends[0] < before and ends[1] < before and ends[1] < 1.1 * ends[0], (before, ends)
+
+
+@given(st.integers(1, 12), st.floats(0.0, 0.95), st.integers(0, 2**31 - 1))
+def test_iterate_mean_is_the_mean_of_the_iterates_it_keeps(steps, start, seed):
+    g = torch.Generator().manual_seed(seed)
+    iterates = [(torch.randn(2, 5, generator=g), torch.randn(3, generator=g)) for _ in range(steps)]
+    mean = IterateMean(steps, start)
+    for step, (a, b) in enumerate(iterates):
+        mean.add(step, a, b)
+    kept = iterates[int(steps * start):]
+    if not kept:  # nothing averaged: the last iterate comes back
+        assert all(torch.equal(x, y) for x, y in zip(mean.result(*iterates[-1]), iterates[-1]))
+        return
+    for got, k in zip(mean.result(*iterates[-1]), range(2)):
+        assert_close(got, torch.stack([it[k] for it in kept]).mean(0), atol=1e-6)
+    off = IterateMean(steps, None)
+    off.add(0, *iterates[0])
+    assert all(torch.equal(x, y) for x, y in zip(off.result(*iterates[-1]), iterates[-1]))
+
+
+def test_fit_image_with_iterate_averaging_returns_the_mean_of_its_last_iterates(model, codes):
+    """The same fit (same seed, same pixels) with ``average_from=0.5`` returns the mean of the iterates after
+    steps 4..7 of 8, which a recording term sees as the codes each later step starts from."""
+    from dataclasses import replace
+
+    from nphmkit.fitting import FitResult
+    from nphmkit.fitting.terms import LossTerm
+    from nphmkit.pipeline.pix2nphm import REFINE
+
+    z_id, z_ex = codes[0][12:13], codes[1][12:13]
+    R, t = default_crop_pose(1)
+    out, cam = _render_target(model, z_id, z_ex, R, t, 32)
+    g = torch.Generator().manual_seed(5)
+    start = FitResult(z_id + 0.05 * torch.randn(z_id.shape, generator=g), z_ex + 0.05 * torch.randn(z_ex.shape, generator=g),
+                      R, t, torch.ones(1))
+    seen = []
+
+    def record(ctx):
+        seen.append((ctx.z_id.detach().clone(), ctx.z_ex.detach().clone()))
+        return ctx.z_id.sum() * 0.0
+
+    base = replace(REFINE, steps=8, patience=8, pixels_per_step=300)
+    terms = [*base.default_terms(), LossTerm("record", 1.0, record)]
+    last = fit_image(model, out.normals, out.canonical, out.mask, cam, init=start, config=base, terms=terms,
+                     progress=False)
+    after = seen[1:] + [(last.z_id, last.z_ex)]  # the iterate after each step
+    seen.clear()
+    avg = fit_image(model, out.normals, out.canonical, out.mask, cam, init=start, terms=terms, progress=False,
+                    config=replace(base, average_from=0.5))
+    assert len(seen) == 8 and torch.equal(seen[-1][0], after[-2][0])  # the same trajectory
+    for got, k in ((avg.z_id, 0), (avg.z_ex, 1)):
+        assert_close(got, torch.stack([it[k] for it in after[4:]]).mean(0), atol=1e-6)
+    assert not torch.allclose(avg.z_ex, last.z_ex, atol=1e-6)
+    assert torch.equal(avg.rotation, last.rotation) and torch.equal(avg.translation, last.translation)  # pose not fitted
+    with pytest.raises(ValueError, match="average_from: expected a fraction"):
+        ImageFitConfig(average_from=1.0)
