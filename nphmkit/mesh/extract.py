@@ -241,6 +241,7 @@ def extract_mesh(
         band: at the two finest levels, evaluate only the points whose trilinear estimate lies
             within ``band`` x the cell diagonal of the level set (module notes); None evaluates
             every point of the flagged cells (~2.6x the queries of the default 0.5 on a head).
+            Ignored with ``follow_surface=False``, on which it relies.
         follow_surface: evaluate the corners of every final cell with a sign change that was not
             fully evaluated, until none is left (costs ~0.5 % of the dense queries on a learned head).
         chunk: points per ``sdf_fn`` call.
@@ -274,7 +275,9 @@ def extract_mesh(
         if method == "dense" or levels == 0:
             values = _dense_values(ev, res)
         else:
-            values = _coarse_to_fine_values(ev, res, spacing, levels, margin, follow_surface, band)
+            # the band leans on the surface following to evaluate the crossing cells' estimated corners
+            values = _coarse_to_fine_values(ev, res, spacing, levels, margin, follow_surface,
+                                            band if follow_surface else None)
     finally:
         ev.close()
     volume = values.numpy()

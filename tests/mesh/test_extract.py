@@ -89,6 +89,8 @@ def test_without_following_the_steep_torus_loses_triangles():
     dense = extract_mesh(fn, BOX, 80, method="dense")
     lost = extract_mesh(fn, BOX, 80, follow_surface=False)
     assert lost.n_vertices < 0.8 * dense.n_vertices
+    # without following, the band is off (it relies on the following): the same queries as band=None
+    assert extract_mesh(fn, BOX, 80, follow_surface=False, band=None).n_queries == lost.n_queries
 
 
 def test_query_fraction_and_same_surface_at_256():
