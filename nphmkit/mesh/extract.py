@@ -261,7 +261,7 @@ def extract_mesh(
         raise ValueError(f"method: expected 'coarse_to_fine' or 'dense', got {method!r}")
     if levels < 0 or margin <= 0:
         raise ValueError(f"levels must be >= 0 and margin > 0, got levels={levels}, margin={margin}")
-    if band is not None and not band > 0:
+    if band is not None and (isinstance(band, bool) or not isinstance(band, (int, float)) or not band > 0):
         raise ValueError(f"band: expected a positive number of cell diagonals or None, got {band!r}")
     start = time.perf_counter()
     lo, hi = _as_bounds(bounds)

@@ -128,7 +128,7 @@ def test_anisotropic_resolution_and_bad_arguments():
         extract_mesh(shapes.sphere(), BOX, 16, method="octree")
     with pytest.raises(ValueError, match="resolution"):
         extract_mesh(shapes.sphere(), BOX, 1)
-    for band in (0.0, -1.0, float("nan")):
+    for band in (0.0, -1.0, float("nan"), "0.5", True):
         with pytest.raises(ValueError, match="band: expected a positive number"):
             extract_mesh(shapes.sphere(), BOX, 16, band=band)
     with pytest.raises(ValueError, match=r"sdf_fn: expected an unbatched field \(N, 3\) -> \(N,\) or a batched field"):
