@@ -47,7 +47,8 @@ class _Field:
     """Running state of the composition: value, canonical point, group, carve weight.
 
     With ``full=False`` only the value is kept (what sphere tracing and meshing need; the other three
-    stay None): the same values, bit for bit, at about two thirds of the cost."""
+    stay None): the same values, bit for bit, at about three quarters of the cost (a render batch's SDF calls:
+    5.1 -> 4.0 s on one thread)."""
 
     value: torch.Tensor  # (B, N)
     canonical: torch.Tensor | None  # (B, N, 3)
