@@ -2,7 +2,7 @@
 
     python benchmarks/bench_reconstruction.py [--data out/small_predictor/heldout] [--images 20] [--steps 100]
                                               [--out out/bench_reconstruction] [--resolution 96] [--redo-b]
-                                              [--stages abcd]
+                                              [--stages abcde]
 
 Images: the first ``--images`` of a held-out dataset folder (default: the predictor script's seed-11
 renders: heads, expressions and views no model saw; rendered if missing). Stages, same images; (c) runs
@@ -12,7 +12,9 @@ renders: heads, expressions and views no model saw; rendered if missing). Stages
   (b) refined from predicted maps: Pix2NPHM (predictor maps -> its refinement from (a): the codes only, held
       near their start, nphmkit.pipeline.pix2nphm.REFINE; without a regressor fit_image from the PnP start);
   (c) refined from exact maps: fit_image from the same start against the renderer's exact maps;
-  (d) fit_points on the ground-truth surface (head space, true pose): the 3D floor of the head model.
+  (d) fit_points on the ground-truth surface (head space, true pose): the 3D floor of the head model;
+  (e) the pipeline's refinement (REFINE, (b)'s steps and settings) against the exact maps: (b) with perfect
+      maps, so (b) against (e) measures what the predicted maps cost and nothing else (with a regressor).
 
 Figures (mm = NPHM units x 250): ``posed`` = mean distance of ground-truth surface points to the
 reconstruction in its own pose (single-view depth and size trade off here); ``now`` = NoW protocol
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("a_feed_forward", "b_refined_predicted", "c_refined_exact", "d_fit_points")
+STAGES = ("a_feed_forward", "b_refined_predicted", "e_refine_exact", "c_refined_exact", "d_fit_points")
 
 
 def refine_tag(no_confidence: bool = False) -> str:
@@ -155,7 +157,7 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
 
 
 def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int,
-              stages: str = "abcd") -> dict:
+              stages: str = "abcde") -> dict:
     from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
     from nphmkit.pipeline import Pix2NPHM
 
@@ -184,6 +186,16 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
                           init=init, config=ImageFitConfig(steps=steps, patience=steps, seed=i),
                           point_valid=item["canonical_valid"][None], progress=False)
         results["c_refined_exact"] = (exact, time.perf_counter() - start)
+    if "e" in stages and init is not None:
+        from dataclasses import replace
+
+        from nphmkit.pipeline.pix2nphm import REFINE
+
+        start = time.perf_counter()
+        same = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None],
+                         init=init, config=replace(REFINE, seed=i), point_valid=item["canonical_valid"][None],
+                         progress=False)
+        results["e_refine_exact"] = (same, time.perf_counter() - start)
     if "d" in stages:
         start = time.perf_counter()
         pts = fit_points(model, surface[None], config=PointFitConfig(steps=150, seed=i), progress=False)
@@ -233,8 +245,8 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_reconstruction")
     parser.add_argument("--no-regressor", action="store_true", help="skip stage (a); (b), (c) start from PnP")
-    parser.add_argument("--stages", default="abcd",
-                        help="the stages new images run (a subset of abcd; (b) and (c) start from (a) either way)")
+    parser.add_argument("--stages", default="abcde",
+                        help="the stages new images run (a subset of abcde; (b), (c) and (e) start from (a) either way)")
     parser.add_argument("--no-confidence", action="store_true",
                         help="ablation: stage (b) ignores the predictor's confidence (unweighted pixels)")
     parser.add_argument("--redo-b", action="store_true",
@@ -242,8 +254,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.images < 1 or args.steps < 1:
         raise SystemExit(f"--images, --steps: expected positive counts, got {args.images}, {args.steps}")
-    if not args.stages or set(args.stages) - set("abcd"):
-        raise SystemExit(f"--stages: expected a subset of 'abcd', got {args.stages!r}")
+    if not args.stages or set(args.stages) - set("abcde"):
+        raise SystemExit(f"--stages: expected a subset of 'abcde', got {args.stages!r}")
     from nphmkit._io import write_text
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
@@ -307,7 +319,7 @@ def main() -> int:
         from nphmkit.eval.plots import error_cdf
 
         error_cdf({s: np.concatenate([r["stages"][s]["_now_distances"] for r in done]) for s in stages},
-                  args.out / "cdf.png", title="NoW scan-to-mesh distances per stage")
+                  args.out / "cdf.png", max_mm=3.0, title="NoW scan-to-mesh distances per stage")
     _gallery(args.out, done)
     return 0
 

@@ -60,6 +60,23 @@ def test_shipped_weights_by_name_and_python_m(tmp_path):
     assert (tmp_path / "head.ply.json").is_file()
 
 
+def test_mesh_band_flag_reaches_the_extraction(tmp_path, capsys):
+    """`--band none` evaluates every point of the flagged cells: more queries, the same triangles here."""
+    model = _surface_model()
+    folder = model.save(tmp_path / "weights")
+    codes = save_codes(tmp_path / "codes.npz", torch.zeros(1, model.config.id_dim), torch.zeros(1, 100))
+    queries = {}
+    for band in ("0.5", "none"):
+        out = tmp_path / f"band_{band}.ply"
+        assert main(["mesh", "--weights", str(folder), "--codes", str(codes), "-o", str(out), "--resolution", "48",
+                     "--quiet", "--band", band]) == 0
+        queries[band] = int(capsys.readouterr().out.split(" SDF queries")[0].rsplit(" ", 1)[-1])
+    banded, full = load_mesh(tmp_path / "band_0.5.ply"), load_mesh(tmp_path / "band_none.ply")
+    assert queries["0.5"] < queries["none"]
+    assert banded.n_faces == full.n_faces > 0
+    assert torch.allclose(banded.vertices, full.vertices, atol=1e-6)
+
+
 def test_mesh_command_reads_official_checkpoints(tmp_path, capsys):
     model = _surface_model(seed=1)
     torch.save(nphmkit_to_official(model), tmp_path / "checkpoint_epoch_5.tar")
@@ -150,6 +167,8 @@ CASES = [
     ("resolution too small", {"--resolution": "2"}, "x.ply", 2, "--resolution: expected 16 to 1024"),
     ("bad suffix", {}, "x.stl", 2, "-o/--output: expected a file name ending in .ply, .obj, .glb"),
     ("output parent is a file", {}, "a_file/x.ply", 2, "exists and is not a folder"),
+    ("negative band", {"--band": "-0.5"}, "x.ply", 2, "--band: expected a positive number of cell diagonals or 'none'"),
+    ("word band", {"--band": "wide"}, "x.ply", 2, "--band: expected a positive number of cell diagonals or 'none', got 'wide'"),
     ("negative threads", {"--threads": "0"}, "x.ply", 2, "--threads: expected at least 1"),
 ]
 

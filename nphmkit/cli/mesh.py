@@ -24,8 +24,25 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--mm", action="store_true", help="write millimetres instead of NPHM units")
     p.add_argument("--frame", type=int, default=0, help="which code of a batch / sequence (default 0)")
     p.add_argument("--method", choices=["coarse_to_fine", "dense"], default="coarse_to_fine")
+    p.add_argument("--band", default="0.5",
+                   help="coarse-to-fine: at the two finest levels evaluate only points whose estimate lies within "
+                        "BAND cell diagonals of the surface (default 0.5); 'none' evaluates every point of the "
+                        "flagged cells (more queries, for fields far from a distance)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
+
+
+def _band(text: str) -> float | None:
+    """``--band`` as :func:`~nphmkit.mesh.extract_mesh` takes it: a positive number, or None for ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise CliError(f"--band: expected a positive number of cell diagonals or 'none', got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     # everything is checked before the expensive work
     int_in_range("--resolution", args.resolution, 16, 1024, " grid points per axis")
+    band = _band(args.band)
     out = output_file(args, "-o/--output", args.output, FORMATS)
     if out.suffix.lower() == ".glb" and not available("trimesh"):
         raise CliError("-o/--output: .glb needs the optional extra trimesh (pip install 'nphmkit[mesh]'); "
@@ -61,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     z_ex = None if args.neutral else codes.z_ex[args.frame : args.frame + 1].to(args.device)
     say(args, f"meshing {'the neutral' if args.neutral else 'the posed'} head of frame {args.frame} "
               f"at {args.resolution}^3 ...")
-    mesh = head_mesh(model, z_id, z_ex, resolution=args.resolution, method=args.method, progress=progress(args))
+    mesh = head_mesh(model, z_id, z_ex, resolution=args.resolution, method=args.method, band=band,
+                     progress=progress(args))
     if mesh.n_faces == 0:
         raise CliError("no surface in the box: are the codes/units right? (nothing written)")
     save_mesh(out, mesh, units="mm" if args.mm else "nphm")

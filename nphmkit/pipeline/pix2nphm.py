@@ -37,10 +37,11 @@ REFINE = ImageFitConfig(steps=50, patience=50, lr_codes=1e-3, fit_pose=False, an
 """Refinement from a regressor's codes and pose: the codes only (the regressor's pose is kept: on the shipped
 models it beats where the predicted maps pull it), at a fifth of the default learning rate, held near their
 start by an anchor, with the canonical point term down-weighted (the predicted point map carries millimetres
-of error). Chosen by ``benchmarks/bench_refine_variants.py`` on 6 held-out synthetic images (NoW mean -8 %
-against the feed-forward codes, where the default refinement from the same start made it 77 % worse); 50
-steps did as well as 100 there, so it runs 50 (with warm-started tracing): on 20 images -9.5 % in 21 s per
-image (100 steps: -7.5 %, 47 s; benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
+of error), 50 steps with warm-started tracing. Chosen by ``benchmarks/bench_refine_variants.py`` on held-out
+synthetic images; each of its settings was swept again with the grown predictor head and sits at its optimum.
+With the shipped models it cuts the feed-forward NoW error by 22 % on 20 held-out images in ~24 s per image
+(the default refinement from the same start made it 77 % worse; benchmarks/RESULTS.md, "Reconstruction, stage
+by stage")."""
 
 
 class Pix2NPHM:
