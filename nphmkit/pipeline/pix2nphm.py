@@ -39,7 +39,7 @@ models it beats where the predicted maps pull it), at a fifth of the default lea
 start by an anchor, with the canonical point term down-weighted (the predicted point map carries millimetres
 of error), 50 steps with warm-started tracing. Chosen by ``benchmarks/bench_refine_variants.py`` on held-out
 synthetic images; each of its settings was swept again with the grown predictor head and sits at its optimum.
-With the shipped models it cuts the feed-forward NoW error by 22 % on 20 held-out images in ~24 s per image
+With the shipped models it cuts the feed-forward NoW error by 22 % on 20 held-out images in ~19-24 s per image
 (the default refinement from the same start made it 77 % worse; benchmarks/RESULTS.md, "Reconstruction, stage
 by stage")."""
 
