@@ -8,6 +8,12 @@ with all threads, one process with one thread, and ``torchrun`` with 2 processes
 each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
 the first (warm-up) row. The ratio column compares each to one process with all threads.
 
+One training step, fast paths against their references, in one process (both alternated, 3 rounds, the median
+round): the step of stage 2 (the small preset) and of stage 3 (the grown head of the shipped predictor on its
+frozen features, ``head_mix=1``, ``refine=8``, confidence) of examples/train_small_predictor.py, each as the
+runner takes it (the fused AdamW, the refiner on channels-last tensors) and as before (the per-tensor AdamW,
+the refiner channels-first).
+
 ``--heldout DIR`` (a rendered dataset, e.g. out/small_predictor/heldout) measures only the map errors there of
 the shipped predictor (or of ``--weights DIR``), once plain and once with ``predict_maps(..., flip_tta=True)``
 (the mirrored image's maps averaged in).
@@ -80,6 +86,45 @@ def training(steps: int, device: str) -> None:
             print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
 
 
+def _step_time(task, net, fast: bool, steps: int, first: int) -> float:
+    """Mean seconds of ``steps`` training steps (after 3 unmeasured ones) of ``task`` on ``net``: the fast paths
+    (``fast``) or their references."""
+    from nphmkit.training.runner import batch_indices
+
+    net.refine_channels_last = fast
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=True if fast else None)
+    for step in range(first, first + 3 + steps):
+        if step == first + 3:
+            start = time.perf_counter()
+        loss, _ = task.loss(net, task.batch(batch_indices(step, len(task), 16, 0), step, torch.device("cpu")))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps
+
+
+def step_paths(steps: int) -> None:
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+    from nphmkit.pretrained import ASSETS
+    from nphmkit.training.predictor import PredictorTask, PredictorTrainConfig
+
+    print(f"{'one training step (batch 16)':<36s} {'reference':>9s} {'fast':>7s} {'ratio':>6s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(write_dataset(Path(tmp) / "data", 64, SynthConfig(image_size=128, seed=5), progress=False))
+        stages = [("stage 2: small preset", PredictorTrainConfig(data=data)),
+                  ("stage 3: grown head, frozen features", PredictorTrainConfig(
+                      data=data, init=str(ASSETS / "small_predictor"), freeze_features=True, head_mix=1, refine=8,
+                      confidence=True))]
+        for name, cfg in stages:
+            task = PredictorTask(cfg)
+            torch.manual_seed(0)
+            net = task.build_model()
+            rounds = [[_step_time(task, net, fast, steps, 100 * r) for fast in (False, True)] for r in range(3)]
+            ref, fast = (sorted(r[k] for r in rounds)[1] for k in (0, 1))
+            print(f"{name:<36s} {ref:9.3f} {fast:7.3f} {ref / fast:5.2f}x")
+
+
 def heldout(folder: Path, weights: Path | None) -> None:
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.pretrained import load_small_predictor
@@ -132,6 +177,8 @@ def main() -> None:
     print(f"machine: {machine()}; device {args.device}; torch {torch.__version__}")
     inference(args.device)
     if not args.skip_training:
+        if args.device == "cpu":
+            step_paths(args.steps)
         training(args.steps, args.device)
 
 

@@ -231,6 +231,10 @@ class DensePredictor(WeightFolderMixin, nn.Module):
 
     _folder_kind = "DensePredictor"
     _config_class = DenseConfig
+    refine_channels_last: bool = True
+    """Run the refiner's convolutions on channels-last tensors (the fast path: its few channels at full
+    resolution run 2-3x faster that way on the CPU); False runs them channels-first (the reference the tests hold
+    it to). The results agree to float rounding."""
 
     def __init__(self, config: DenseConfig | None = None) -> None:
         super().__init__()
@@ -318,7 +322,10 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         n = 8 * g
         x = x.reshape(b, n, n, p, p, ch).permute(0, 5, 1, 3, 2, 4).reshape(b, ch, n * p, n * p)
         if cfg.refine:
-            x = x + self.refiner(torch.cat([x, (images - self.mean) / self.std], dim=1))
+            inputs = torch.cat([x, (images - self.mean) / self.std], dim=1)
+            if self.refine_channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            x = x + self.refiner(inputs).contiguous()
         return x
 
     def split(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:

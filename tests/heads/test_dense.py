@@ -306,3 +306,29 @@ def test_features_digest_covers_the_features_and_nothing_else():
     assert base.features_sha256() != digest
     wider = DensePredictor(replace(DenseConfig.small(), num_layers=1))
     assert wider.features_sha256() != digest
+
+
+@pytest.mark.parametrize("scales,batch,size", [(1, 3, 48), (2, 1, 64), (2, 5, 32)])
+def test_channels_last_refiner_matches_the_channels_first_reference(scales, batch, size):
+    """The refiner's fast path (channels-last convolutions) gives the reference's outputs and gradients, for
+    both refiners, odd batch sizes and image sizes."""
+    torch.manual_seed(batch * 7 + size)
+    cfg = replace(DenseConfig.small(("normals", "canonical", "mask", "confidence")), image_size=size, head_mix=1,
+                  refine=6, refine_scales=scales)
+    net = _perturbed(DensePredictor(cfg), batch)
+    images = torch.rand(batch, 3, size, size)
+    outs, grads = [], []
+    for fast in (False, True):
+        net.refine_channels_last = fast
+        net.zero_grad()
+        raw = net(images)
+        (raw * torch.linspace(-1, 1, raw.numel()).view(raw.shape)).sum().backward()
+        outs.append(raw.detach())
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+    assert outs[1].is_contiguous()
+    assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    assert set(grads[1]) == set(grads[0]) and any(n.startswith("refiner.") for n in grads[0])
+    for name, g in grads[0].items():
+        assert_close(grads[1][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()) + 1e-7)
+    del net.refine_channels_last  # back to the class default
+    assert net.refine_channels_last is True

@@ -100,6 +100,35 @@ def test_accumulation_and_bf16(tmp_path):
         train(ToyTask(), dataclasses.replace(cfg, precision="fp8"), tmp_path / "d")
 
 
+def test_the_runner_steps_as_a_plain_adamw_loop(tmp_path):
+    """The runner's optimizer (AdamW's fused kernel where it applies) and schedule give the parameters of a plain
+    loop: per-tensor AdamW, the same warm-up and cosine factors, the same batches."""
+    import math
+
+    cfg = RunConfig(steps=7, batch_size=8, lr=1e-2, weight_decay=0.05, warmup=2, log_every=1, checkpoint_every=100)
+    torch.set_num_threads(1)
+    train(ToyTask(), cfg, tmp_path / "run", progress=False)
+    got = load_file(str(tmp_path / "run" / "final.safetensors"))
+    task = ToyTask()
+    torch.manual_seed(cfg.seed)
+    model = task.build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    for step in range(cfg.steps):
+        factor = (step + 1) / cfg.warmup if step < cfg.warmup else \
+            0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / (cfg.steps - cfg.warmup)))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * factor
+        opt.zero_grad()
+        task.loss(model, task.batch(batch_indices(step, len(task), cfg.batch_size, cfg.seed), step, "cpu"))[0].backward()
+        opt.step()
+    want = model.state_dict()
+    assert set(got) == set(want)
+    for k in want:
+        assert_close(got[k], want[k], atol=1e-6, msg=k)
+    assert max(float((want[k] - start[k]).abs().max()) for k in want) > 1e-3  # the steps moved the parameters
+
+
 @dataclasses.dataclass
 class _Optim:
     lr: float = 1e-3
