@@ -2,7 +2,8 @@
 
     python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training] [--heldout DIR]
 
-Inference: median time of ``predict_maps`` per batch, images/s. Training: ``nphmkit train
+Inference: median time of ``predict_maps`` per batch, images/s; the shipped predictor (the grown head) with its
+refiner channels-first (the reference) and channels-last (the default), alternated. Training: ``nphmkit train
 predictor`` (the small preset, batch 16) on a freshly rendered 64-image dataset, as one process
 with all threads, one process with one thread, and ``torchrun`` with 2 processes of one thread
 each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
@@ -47,6 +48,21 @@ def inference(device: str) -> None:
             t = median_time(lambda: net.predict_maps(images), repeats=3 if size < 512 else 2)  # noqa: B023
         params = sum(p.numel() for p in net.parameters())
         print(f"{name:<24s} {size:5d} {batch:5d} {params / 1e6:8.2f}M {t:8.3f} {batch / t:7.1f}")
+    from nphmkit.pretrained import load_small_predictor
+
+    net = load_small_predictor().eval().to(device)  # the grown head: its refiner channels-first, then channels-last
+    params = sum(p.numel() for p in net.parameters())
+    for batch in (1, 16):
+        images = torch.rand(batch, 128, 128, 3, device=device)
+        times = {}
+        for fast in (False, True, False, True):  # alternated: the median of each over two runs
+            net.refine_channels_last = fast
+            with torch.no_grad():
+                times.setdefault(fast, []).append(median_time(lambda: net.predict_maps(images), repeats=5))  # noqa: B023
+        for fast in (False, True):
+            t = min(times[fast])
+            name = f"shipped, refine {'ch-last' if fast else 'ch-first'}"
+            print(f"{name:<24s} {128:5d} {batch:5d} {params / 1e6:8.2f}M {t:8.3f} {batch / t:7.1f}")
 
 
 def _train(data: Path, run: Path, steps: int, procs: int, threads: int, device: str) -> tuple[float, float]:
