@@ -55,7 +55,7 @@ def inference(device: str) -> None:
     for batch in (1, 16):
         images = torch.rand(batch, 128, 128, 3, device=device)
         times = {}
-        for fast in (False, True, False, True):  # alternated: the median of each over two runs
+        for fast in (False, True, False, True):  # alternated; each path keeps the faster of its two medians
             net.refine_channels_last = fast
             with torch.no_grad():
                 times.setdefault(fast, []).append(median_time(lambda: net.predict_maps(images), repeats=5))  # noqa: B023
