@@ -1,6 +1,6 @@
 """Dense predictor speed: inference (small at 128^2, Pixel3DMM-size at 512^2) and training throughput per process count.
 
-    python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training] [--heldout DIR]
+    python benchmarks/bench_predictor.py [--steps 60] [--device cpu|cuda] [--skip-training | --only-steps] [--heldout DIR]
 
 Inference: median time of ``predict_maps`` per batch, images/s; the shipped predictor (the grown head) with its
 refiner channels-first (the reference) and channels-last (the default), alternated. Training: ``nphmkit train
@@ -12,8 +12,11 @@ the first (warm-up) row. The ratio column compares each to one process with all 
 One training step, fast paths against their references, in one process (both alternated, 3 rounds, the median
 round): the step of stage 2 (the small preset) and of stage 3 (the grown head of the shipped predictor on its
 frozen features, ``head_mix=1``, ``refine=8``, confidence) of examples/train_small_predictor.py, each as the
-runner takes it (the fused AdamW, the refiner on channels-last tensors) and as before (the per-tensor AdamW,
-the refiner channels-first).
+runner takes it (the fused AdamW, the refiner on channels-last tensors, the augmentation's blur by shifted
+slices, ``DensePredictor.split`` by one ``torch.split``, the batch's augmented items written back in place) and
+with every one of those on its reference (the per-tensor AdamW, the refiner channels-first, the
+depthwise-convolution blur, one slice per output, every item's arrays stacked anew).
+``--only-steps`` runs only these.
 
 ``--heldout DIR`` (a rendered dataset, e.g. out/small_predictor/heldout) measures only the map errors there of
 the shipped predictor (or of ``--weights DIR``), once plain and once with ``predict_maps(..., flip_tta=True)``
@@ -102,21 +105,56 @@ def training(steps: int, device: str) -> None:
             print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
 
 
+def _split_by_slices(net: DensePredictor, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``DensePredictor.split`` as before 2026-12-06 (one slice per output): the reference of ``torch.split``."""
+    from nphmkit.heads.dense import CHANNELS
+
+    out, start = {}, 0
+    for name in net.config.outputs:
+        out[name] = raw[:, start : start + CHANNELS[name]]
+        start += CHANNELS[name]
+    return out
+
+
+def _batch_by_stacking(task, items: torch.Tensor, step: int):
+    """``PredictorTask.batch`` as before 2026-12-06 (every item's arrays stacked anew): its reference."""
+    from nphmkit.training.augment import augment_item
+
+    ids = items.tolist()
+    arrays = task._arrays(ids)
+    out = []
+    for j, i in enumerate(ids):
+        g = torch.Generator().manual_seed((task.seed * 1_000_003 + step) * 1_000_033 + i)
+        out.append(augment_item(*(a[j] for a in arrays), task.cfg.augment, g))
+    return tuple(torch.stack(t) for t in zip(*out))
+
+
 def _step_time(task, net, fast: bool, steps: int, first: int) -> float:
     """Mean seconds of ``steps`` training steps (after 3 unmeasured ones) of ``task`` on ``net``: the fast paths
     (``fast``) or their references."""
+    import nphmkit.training.augment as augment
     from nphmkit.training.runner import batch_indices
 
     net.refine_channels_last = fast
+    blur = augment._blur
+    if not fast:  # for this timing only: the references of the blur and of split
+        augment._blur = augment._blur_reference
+        net.split = lambda raw: _split_by_slices(net, raw)
+    make = (lambda items, step: task.batch(items, step, torch.device("cpu"))) if fast else \
+        (lambda items, step: _batch_by_stacking(task, items, step))
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=True if fast else None)
-    for step in range(first, first + 3 + steps):
-        if step == first + 3:
-            start = time.perf_counter()
-        loss, _ = task.loss(net, task.batch(batch_indices(step, len(task), 16, 0), step, torch.device("cpu")))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    try:
+        for step in range(first, first + 3 + steps):
+            if step == first + 3:
+                start = time.perf_counter()
+            loss, _ = task.loss(net, make(batch_indices(step, len(task), 16, 0), step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    finally:
+        augment._blur = blur
+        net.__dict__.pop("split", None)
     return (time.perf_counter() - start) / steps
 
 
@@ -175,6 +213,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--only-steps", action="store_true", help="only the training step, fast paths against references")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="only the shipped predictor's held-out map errors on this rendered dataset")
     parser.add_argument("--weights", type=Path, default=None,
@@ -191,6 +230,9 @@ def main() -> None:
     if args.steps < 20:
         raise SystemExit(f"--steps: expected at least 20 (the first logged 10 are warm-up), got {args.steps}")
     print(f"machine: {machine()}; device {args.device}; torch {torch.__version__}")
+    if args.only_steps:
+        step_paths(args.steps)
+        return
     inference(args.device)
     if not args.skip_training:
         if args.device == "cpu":

@@ -329,12 +329,12 @@ class DensePredictor(WeightFolderMixin, nn.Module):
         return x
 
     def split(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw ``(B, P, H, W)`` -> ``{output name: (B, C, H, W)}``."""
-        out, start = {}, 0
-        for name in self.config.outputs:
-            out[name] = raw[:, start : start + CHANNELS[name]]
-            start += CHANNELS[name]
-        return out
+        """Raw ``(B, P, H, W)`` -> ``{output name: (B, C, H, W)}`` (views of ``raw``).
+
+        One ``torch.split``: its backward writes the parts' gradients into one tensor, where per-output slices
+        each zero-fill a tensor of ``raw``'s size and add them up (about 4 % of a stage-3 training step)."""
+        names = self.config.outputs
+        return dict(zip(names, torch.split(raw, [CHANNELS[n] for n in names], dim=1)))
 
     def predict_maps(self, images: torch.Tensor, flip_tta: bool = False) -> DenseMaps:
         """Maps of RGB images, channels-last (docs/contracts.md "Images and maps").

@@ -194,13 +194,14 @@ class PredictorTask:
 
     def batch(self, items: torch.Tensor, step: int, device: torch.device):
         ids = items.tolist()
-        rgb, normals, canonical, mask = self._arrays(ids)
-        out = []
+        arrays = self._arrays(ids)  # fresh tensors (gathered): each item's augmented arrays go back in place
         for j, i in enumerate(ids):
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_000_033 + i)
-            out.append(augment_item(rgb[j], normals[j], canonical[j], mask[j], self.cfg.augment, g))
-        rgb, normals, canonical, mask = (torch.stack(t).to(device) for t in zip(*out))
-        return rgb, normals, canonical, mask
+            views = [a[j] for a in arrays]
+            for a, view, new in zip(arrays, views, augment_item(*views, self.cfg.augment, g)):
+                if new is not view:  # unchanged targets (no flip) are not copied
+                    a[j] = new
+        return tuple(a.to(device) for a in arrays)
 
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         rgb, normals, canonical, mask = batch

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from nphmkit.data.synthetic import BOUNDS, SyntheticHead
 from nphmkit.data.synthetic import params as P
 from nphmkit.data.synthetic.landmarks import ANCHOR_NAMES, LANDMARK_NAMES, anchors, landmarks
+from nphmkit.data.synthetic.primitives import Vec3
 from nphmkit.mesh import extract_mesh
 from nphmkit.render import Camera, RenderConfig, render
 from tests.helpers import assert_close
@@ -34,17 +35,63 @@ def test_parameter_counts_and_determinism():
 
 @given(st.integers(0, 10_000), st.integers(1, 3), st.integers(1, 300))
 def test_value_only_composition_is_the_full_one_bit_for_bit(seed, batch, n):
-    """``sdf`` skips the canonical/group/carve bookkeeping (the fast path); its values and gradients are
+    """The value-only composition skips the canonical/group/carve bookkeeping; its values and gradients are
     those of the full composition (the reference) exactly, for odd batch and point counts."""
     head = SyntheticHead.sample(batch, seed)
     g = torch.Generator().manual_seed(seed)
     lo, hi = torch.tensor(BOUNDS[0]), torch.tensor(BOUNDS[1])
     x = (lo + (hi - lo) * torch.rand(batch, n, 3, generator=g)).requires_grad_(True)
-    fast, full = head.sdf(x), head._compose(x).value
+    fast, full = head._compose(x, full=False).value, head._compose(x).value
     assert torch.equal(fast, full)
     (g_fast,) = torch.autograd.grad(fast.sum(), x)
     (g_full,) = torch.autograd.grad(full.sum(), x)
     assert torch.equal(g_fast, g_full)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 301))
+def test_sdf_on_coordinate_planes_matches_the_point_tensor_reference(seed, batch, n):
+    """``sdf`` runs on three (B, N) coordinate planes (the fast path); the (B, N, 3) composition is the
+    reference. Values, and gradients w.r.t. the points and both parameter sets, agree to float rounding, for
+    odd batch and point counts; points out in space, near the surface and at the face landmarks (which sit
+    on primitives' axes, where a length's gradient must stay finite). The canonical map and the part groups
+    likewise."""
+    from nphmkit.data.synthetic.framing import face_points
+
+    g = torch.Generator().manual_seed(seed)
+    ident = P.sample_identity(batch, seed).requires_grad_(True)
+    expr = P.sample_expression(batch, seed + 1).requires_grad_(True)
+    head = SyntheticHead(ident, expr)
+    lo, hi = torch.tensor(BOUNDS[0]), torch.tensor(BOUNDS[1])
+    box = lo + (hi - lo) * torch.rand(batch, n, 3, generator=g)
+    with torch.no_grad():
+        marks = face_points(head)
+    near = marks[:, torch.randint(0, marks.shape[1], (n,), generator=g)] + 0.01 * torch.randn(batch, n, 3, generator=g)
+    x = torch.cat([box, near, marks], 1).requires_grad_(True)
+    out = {}
+    for planes in (True, False):
+        head.coordinate_planes = planes
+        value = head.sdf(x)
+        out[planes] = (value, *torch.autograd.grad((value * torch.linspace(0.5, 1.5, value.shape[1])).sum(),
+                                                   (x, ident, expr)))
+    for fast, ref in zip(out[True], out[False]):
+        assert torch.isfinite(fast).all()
+        assert_close(fast, ref, atol=2e-5, rtol=1e-5)
+    assert (out[True][0] - out[False][0]).abs().max() <= 1e-6
+    # the canonical map and the part groups: the full composition on planes against the reference
+    with torch.no_grad():
+        maps = {}
+        for planes in (True, False):
+            head.coordinate_planes = planes
+            maps[planes] = (*head.canonical(x), head.groups(x))
+    assert maps[True][0].shape == (batch, x.shape[1], 3)
+    assert_close(maps[True][0], maps[False][0], atol=2e-6, rtol=0)
+    assert torch.equal(maps[True][1], maps[False][1]) and torch.equal(maps[True][2], maps[False][2])
+    # a point's value does not depend on the points beside it (so an image does not depend on its batch)
+    del head.coordinate_planes  # the class default: planes
+    with torch.no_grad():
+        whole = head.sdf(x)
+        assert torch.equal(head.sdf(x[:, 1::3].contiguous()), whole[:, 1::3])
+        assert torch.equal(head._compose(Vec3.of(x), full=False).value, whole)
 
 
 @given(st.integers(0, 10_000))

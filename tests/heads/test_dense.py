@@ -332,3 +332,23 @@ def test_channels_last_refiner_matches_the_channels_first_reference(scales, batc
         assert_close(grads[1][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()) + 1e-7)
     del net.refine_channels_last  # back to the class default
     assert net.refine_channels_last is True
+
+
+def test_split_gives_the_slices_and_their_gradients_bit_for_bit():
+    """``split`` (one ``torch.split``) returns each output's channels and passes back exactly the gradients
+    that per-output slices do."""
+    torch.manual_seed(0)
+    net = DensePredictor(DenseConfig.small(("normals", "canonical", "mask", "confidence")))
+    raw = torch.randn(3, net.config.channels, 16, 16, requires_grad=True)
+    parts = net.split(raw)
+    assert list(parts) == ["normals", "canonical", "mask", "confidence"]
+    assert [p.shape[1] for p in parts.values()] == [3, 3, 1, 1]
+    starts = {"normals": 0, "canonical": 3, "mask": 6, "confidence": 7}
+    slices = {k: raw[:, s : s + v.shape[1]] for (k, v), s in zip(parts.items(), starts.values())}
+    for k in parts:
+        assert torch.equal(parts[k], slices[k])
+    weights = {k: torch.randn(v.shape) for k, v in parts.items()}
+    loss = lambda d: sum((d[k] * weights[k]).abs().sum() for k in ("normals", "mask", "confidence"))  # noqa: E731
+    (g_split,) = torch.autograd.grad(loss(parts), raw)
+    (g_slices,) = torch.autograd.grad(loss(slices), raw)
+    assert torch.equal(g_split, g_slices) and bool((g_split[:, 3:6] == 0).all())

@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nphmkit.cli import main
 from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
 from nphmkit.heads import DenseConfig, DensePredictor
-from nphmkit.training.augment import Augment, augment_item, jpeg
+from nphmkit.training.augment import Augment, _blur, _blur_reference, augment_item, jpeg
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,42 @@ def test_flip_mirrors_targets_and_background_stays_outside_the_head():
     again = augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))
     assert torch.equal(again[0], augment_item(rgb, normals, canonical, mask, Augment(), torch.Generator().manual_seed(5))[0])
     assert again[0].min() >= 0 and again[0].max() <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 41), w=st.integers(1, 41), sigma=st.floats(0.05, 3.0), seed=st.integers(0, 2**31 - 1),
+       channels=st.integers(1, 4))
+def test_blur_by_shifted_slices_equals_the_depthwise_convolutions(h, w, sigma, seed, channels):
+    img = torch.rand(channels, h, w, generator=torch.Generator().manual_seed(seed))
+    ours, ref = _blur(img, sigma), _blur_reference(img, sigma)
+    assert ours.shape == ref.shape == img.shape
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+    # a blur: the edges replicate, so a constant image stays constant and the mean moves little
+    flat = torch.full((channels, h, w), 0.3)
+    torch.testing.assert_close(_blur(flat, sigma), flat, rtol=0, atol=1e-6)
+
+
+def test_task_batch_is_the_per_item_augmentation_and_leaves_the_data_alone(dataset):
+    """``PredictorTask.batch`` writes each item's augmentation back into the gathered arrays (the fast path):
+    the batch is, bit for bit, the stack of ``augment_item`` over the items (the reference), repeated items
+    and flipped and unflipped ones included, and the task's own arrays stay as loaded."""
+    from nphmkit.training.predictor import PredictorTask, PredictorTrainConfig
+
+    task = PredictorTask(PredictorTrainConfig(data=str(dataset)))
+    kept = [t.clone() for t in (task.rgb, task.normals, task.canonical, task.mask)]
+    items = torch.tensor([3, 0, 5, 3, 7, 1, 2, 6, 4, 0])
+    step = 12
+    got = task.batch(items, step, torch.device("cpu"))
+    ref = []
+    for i in items.tolist():
+        g = torch.Generator().manual_seed((task.seed * 1_000_003 + step) * 1_000_033 + i)
+        ref.append(augment_item(task.rgb[i], task.normals[i], task.canonical[i], task.mask[i], task.cfg.augment, g))
+    flipped = [not torch.equal(r[3], task.mask[i]) for r, i in zip(ref, items.tolist())]
+    assert any(flipped) and not all(flipped)
+    for a, b in zip(got, (torch.stack(t) for t in zip(*ref))):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    for a, b in zip((task.rgb, task.normals, task.canonical, task.mask), kept):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("size", [(16, 16), (37, 53)])

@@ -27,7 +27,8 @@ import torch
 
 from nphmkit.data.synthetic import params as P
 from nphmkit.data.synthetic import primitives as prim
-from nphmkit.transforms import rigid_inverse, rotation_about
+from nphmkit.data.synthetic.primitives import Vec3, coordinate, offset, rigid_inverse
+from nphmkit.transforms import rotation_about
 
 # part groups for colouring
 SKIN, LIPS, EYE, BROW, MOUTH = 0, 1, 2, 3, 4
@@ -51,7 +52,7 @@ class _Field:
     5.1 -> 4.0 s on one thread)."""
 
     value: torch.Tensor  # (B, N)
-    canonical: torch.Tensor | None  # (B, N, 3)
+    canonical: torch.Tensor | Vec3 | None  # (B, N, 3), or planes
     group: torch.Tensor | None  # (B, N) float weights are overkill; the dominant group id
     carved: torch.Tensor | None  # (B, N) in [0, 1]: weight of the mouth-cavity carving
     full: bool = True
@@ -61,14 +62,22 @@ class _Field:
         self.value = v
         if not self.full:
             return
-        self.canonical = h[..., None] * self.canonical + (1 - h[..., None]) * canonical
+        if isinstance(canonical, Vec3):
+            self.canonical = self.canonical.scale(h) + canonical.scale(1 - h)
+        else:
+            self.canonical = h[..., None] * self.canonical + (1 - h[..., None]) * canonical
         self.group = torch.where(h >= 0.5, self.group, torch.full_like(self.group, group))
         self.carved = h * self.carved
 
     def union_pair(self, parts, group: int, k: float) -> None:
         """Smooth-union a mirrored pair as one part (hard minimum inside the pair keeps the mirror symmetry)."""
         (va, ca), (vb, cb) = parts
-        canonical = torch.where((va <= vb)[..., None], ca, cb) if self.full else None
+        canonical = None
+        if self.full and isinstance(ca, Vec3):
+            first = va <= vb
+            canonical = Vec3(*(torch.where(first, a, b) for a, b in ((ca.x, cb.x), (ca.y, cb.y), (ca.z, cb.z))))
+        elif self.full:
+            canonical = torch.where((va <= vb)[..., None], ca, cb)
         self.union(torch.minimum(va, vb), canonical, group, k)
 
     def subtract(self, value, k: float, group: int | None = None, cavity: bool = False) -> None:
@@ -124,18 +133,32 @@ class SyntheticHead:
         return SyntheticHead(self.identity, expression)
 
     # ------------------------------------------------------------------ fields
+    coordinate_planes: bool = True
+    """:meth:`sdf`, :meth:`canonical` and :meth:`groups` on three ``(B, N)`` coordinate planes
+    (:class:`~.primitives.Vec3`): 1.5-2.5x as fast on the CPU as on the ``(B, N, 3)`` points from a few hundred
+    points per head up (a render batch: 1.8x); ``False`` runs the reference. The two agree to float rounding
+    (values and gradients)."""
+
+    def _points(self, points: torch.Tensor) -> torch.Tensor | Vec3:
+        """``points (B, N, 3)`` checked, as planes where :attr:`coordinate_planes` says so. (Always, whatever
+        ``N``: a point's value must not depend on how many others come with it, so that a rendered image does
+        not depend on its batch; a few dozen points per head cost about as much either way.)"""
+        self._check_points(points)
+        return Vec3.of(points) if self.coordinate_planes else points
+
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance ``(B, N)`` (NPHM units) of ``points (B, N, 3)``."""
-        return self._compose(points, full=False).value
+        return self._compose(self._points(points), full=False).value
 
     def canonical(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical (neutral-expression) positions ``(B, N, 3)`` and validity ``(B, N)`` bool."""
-        f = self._compose(points)
-        return f.canonical, f.carved < 0.5
+        f = self._compose(self._points(points))
+        canonical = f.canonical.stack() if isinstance(f.canonical, Vec3) else f.canonical
+        return canonical, f.carved < 0.5
 
     def groups(self, points: torch.Tensor) -> torch.Tensor:
         """Dominant part group ``(B, N)`` int64 (SKIN, LIPS, EYE, BROW, MOUTH) for colouring."""
-        return self._compose(points).group.long()
+        return self._compose(self._points(points)).group.long()
 
     # ------------------------------------------------------------------ geometry
     def _layout(self) -> dict[str, torch.Tensor]:
@@ -203,12 +226,18 @@ class SyntheticHead:
         lay["one"] = one
         return lay
 
-    def _compose(self, p: torch.Tensor, full: bool = True) -> _Field:
+    def _check_points(self, p: torch.Tensor) -> None:
         if p.dim() != 3 or p.shape[0] != self.batch or p.shape[-1] != 3:
             raise ValueError(f"points: expected shape ({self.batch}, N, 3), got {tuple(p.shape)}")
+
+    def _compose(self, p: torch.Tensor | Vec3, full: bool = True) -> _Field:
+        """The composed field at points ``p``: ``(B, N, 3)``, or a :class:`Vec3` of ``(B, N)`` planes."""
+        if not isinstance(p, Vec3):
+            self._check_points(p)
         lay = self._layout()
         one = lay["one"]
-        mirror = p.new_tensor([-1.0, 1.0, 1.0])
+        ref = p.x if isinstance(p, Vec3) else p
+        mirror = ref.new_tensor([-1.0, 1.0, 1.0])
         sides = (1.0, -1.0)  # +x (subject's left), -x (subject's right)
 
         def m(vec: torch.Tensor, side: float) -> torch.Tensor:
@@ -217,7 +246,7 @@ class SyntheticHead:
         # ---- cranium (static) --------------------------------------------------------
         start = prim.sphere(p, lay["cr_back"], 0.29 * one)
         if full:
-            zero_group = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+            zero_group = torch.zeros(ref.shape[:2], dtype=ref.dtype, device=ref.device)
             f = _Field(start, p, zero_group, torch.zeros_like(zero_group))
         else:
             f = _Field(start, None, None, None, full=False)
@@ -228,7 +257,7 @@ class SyntheticHead:
         f.union(prim.round_cone(p, lay["uf_a"], lay["uf_b"], 0.17 * one, 0.145 * one), p, SKIN, 0.06)
         f.union_pair([(prim.sphere(p, m(lay["cheekbone"], s), 0.085 * one), p) for s in sides], SKIN, 0.08)
         # cheeks move up with a smile: their canonical point undoes that shift
-        pc_cheek = p - lay["cheek_lift"][:, None, :]
+        pc_cheek = offset(p, lay["cheek_lift"]) if full else None
         f.union_pair([(prim.sphere(p, m(lay["cheek"], s), lay["cheek_r"]), pc_cheek) for s in sides], SKIN, 0.05)
         # ---- jaw frame: lower face, jaw lines, chin --------------------------------------
         rot, hinge = lay["jaw_rot"], lay["hinge"]
@@ -246,7 +275,7 @@ class SyntheticHead:
         for s in sides:
             lift = _vec(self.batch, one, 0.0, lay["brow_lift_left"] if s > 0 else 0.0 * one, 0.0)
             a, b_ = m(lay["brow_in"], s) + lift, m(lay["brow_out"], s) + lift
-            brows.append((prim.capsule(p, a, b_, lay["brow_r"]), p - raise_[:, None, :]))
+            brows.append((prim.capsule(p, a, b_, lay["brow_r"]), offset(p, raise_) if full else None))
         f.union_pair(brows, BROW, 0.025)
         # ---- eyes: sockets, eyeballs, lids ------------------------------------------------
         socket = [prim.sphere(p, m(lay["eye"], s) + _vec(self.batch, one, 0.0, 0.0, 0.028), 0.043 * one) for s in sides]
@@ -269,13 +298,13 @@ class SyntheticHead:
         f.union_pair(lowers, SKIN, 0.004)
         # ---- lips: middle segments translate (pucker), corners also rotate (smile) --------
         push = lay["push"]
-        pu = p - push[:, None, :]
+        pu = offset(p, push)
         f.union(prim.capsule(pu, lay["ul_c"] * mirror, lay["ul_c"], lay["lip_r_up"]), pu, LIPS, 0.008)
-        pjl = pj - push[:, None, :]
+        pjl = offset(pj, push)
         f.union(prim.capsule(pjl, lay["ll_c"] * mirror, lay["ll_c"], lay["lip_r_low"]), pjl, LIPS, 0.008)
         corners_up, corners_low = [], []
         for s in sides:
-            turn = rotation_about(p.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
+            turn = rotation_about(ref.new_tensor([0.0, 0.0, 1.0]), s * lay["corner_angle"])
             joint_u = m(lay["ul_c"], s)
             pc = rigid_inverse(pu, turn, joint_u)
             corners_up.append((prim.capsule(pc, joint_u, m(lay["ul_corner"], s), lay["lip_r_up"]), pc))
@@ -285,7 +314,7 @@ class SyntheticHead:
         f.union_pair(corners_up, LIPS, 0.008)
         f.union_pair(corners_low, LIPS, 0.008)
         # ---- mouth cavity (posed space), opens with the jaw --------------------------------
-        low_mid = torch.einsum("bij,bj->bi", rot, lay["ll_c"] * p.new_tensor([0.0, 1.0, 1.0]) - lay["hinge"]) + lay["hinge"]
+        low_mid = torch.einsum("bij,bj->bi", rot, lay["ll_c"] * ref.new_tensor([0.0, 1.0, 1.0]) - lay["hinge"]) + lay["hinge"]
         y_mid = 0.5 * (lay["ul_c"][:, 1] + low_mid[:, 1])
         z_mid = 0.5 * (lay["ul_c"][:, 2] + low_mid[:, 2]) + push[:, 2]
         radius = 0.05 * lay["jaw_open"] - 0.012
@@ -301,13 +330,13 @@ class SyntheticHead:
         ears = []
         for s in sides:
             ear = m(lay["ear"], s) + _vec(self.batch, one, 0.0, lay["ear_lift_left"] if s > 0 else 0.0 * one, 0.0)
-            frame = rotation_about(p.new_tensor([0.0, 1.0, 0.0]), -s * lay["ear_angle"])
+            frame = rotation_about(ref.new_tensor([0.0, 1.0, 0.0]), -s * lay["ear_angle"])
             # rows of the frame: local u, v, axis; the ear's axis starts along x
             local = torch.stack([frame[:, :, 2], frame[:, :, 1], frame[:, :, 0]], dim=1)
             ears.append((prim.disc(p, ear, local, lay["ear_r"], 0.012 * one, 0.01 * one), p))
         f.union_pair(ears, SKIN, 0.015)
         f.union(prim.capsule(p, lay["neck_a"], lay["neck_b"], lay["neck_r"]), p, SKIN, 0.05)
-        cut = -(p[..., 1] - NECK_CUT_Y)  # positive below the cut
+        cut = -(coordinate(p, 1) - NECK_CUT_Y)  # positive below the cut
         f.value = torch.maximum(f.value, cut)
         return f
 
