@@ -110,11 +110,16 @@ def test_zero_confidence_silences_the_data_terms():
 
 def test_fit_image_recovers_a_held_out_synthetic_head():
     """Exact normal and canonical maps (64 x 64) of a head no dataset holds, turned 21 degrees: the fit
-    from the family mean recovers the 21 parameters and the surface.
+    from the family mean recovers the surface and most of the 21 parameters.
 
-    Measured (seed 5001, 150 steps): visible surface 0.07 mm mean (1.34 mm at the mean codes); code
-    errors (codes span about [-1, 1]) identity mean 0.053, max 0.19 (nose bridge), expression mean
-    0.075, max 0.29 (eye closure: thin lids, a pixel is 1.3 mm here). Thresholds are about 1.5-2x these.
+    Measured (head seed 5001, 150 steps; codes span about [-1, 1]): at the mean codes the visible surface
+    is 1.34 mm off and the codes 0.55 (identity) and 0.69 (expression) on average. The 150-step path is
+    chaotic. Over the fit's pixel-sampling seeds 0, 1 and 2, with the target maps and the fit each on
+    either layout of the analytic head's SDF (coordinate planes or the (B, N, 3) reference, which agree to
+    float rounding), the runs ended at surfaces of 0.06-0.31 mm and mean code errors of 0.05-0.24
+    (identity) and 0.05-0.32 (expression). Single parameters stayed up to 0.73 off (nose bridge, head
+    length, chin: one view leaves them weakly determined). This run (seed 0, planes): 0.06 mm, 0.10 and
+    0.09. The thresholds hold every measured run.
     """
     z_id, z_ex, cam, out = _target(HELD_OUT_SEED, 64, depth=2.678)  # the whole head in view, as measured
     res = fit_image(MODEL, out.normals, out.canonical, out.mask, cam, point_valid=out.canonical_valid,
@@ -127,6 +132,7 @@ def test_fit_image_recovers_a_held_out_synthetic_head():
         dist = MODEL.field(res.z_id, res.z_ex)(mesh.vertices[None])[0, facing].abs() * 250  # mm
         dist0 = MODEL.field(*MODEL.initial_codes(1))(mesh.vertices[None])[0, facing].abs() * 250
     err_id, err_ex = (res.z_id - z_id).abs(), (res.z_ex - z_ex).abs()
-    assert dist.mean() < 0.15 and dist.mean() < 0.1 * dist0.mean(), (float(dist.mean()), float(dist0.mean()))
-    assert err_id.mean() < 0.1 and err_id.max() < 0.3, err_id
-    assert err_ex.mean() < 0.15 and err_ex.max() < 0.45, err_ex
+    start_id, start_ex = (z - t for z, t in zip(MODEL.initial_codes(1), (z_id, z_ex)))
+    assert dist.mean() < 0.35 and dist.mean() < 0.3 * dist0.mean(), (float(dist.mean()), float(dist0.mean()))
+    assert err_id.mean() < 0.5 * start_id.abs().mean(), err_id
+    assert err_ex.mean() < 0.5 * start_ex.abs().mean(), err_ex
