@@ -137,7 +137,8 @@ class SyntheticHead:
     """:meth:`sdf`, :meth:`canonical` and :meth:`groups` on three ``(B, N)`` coordinate planes
     (:class:`~.primitives.Vec3`): 1.5-2.5x as fast on the CPU as on the ``(B, N, 3)`` points from a few hundred
     points per head up (a render batch: 1.8x); ``False`` runs the reference. The two agree to float rounding
-    (values and gradients)."""
+    (values and gradients). Fitting the parameters themselves to a few thousand points or fewer is up to 30 %
+    slower on planes (three times the autograd nodes); set ``False`` there."""
 
     def _points(self, points: torch.Tensor) -> torch.Tensor | Vec3:
         """``points (B, N, 3)`` checked, as planes where :attr:`coordinate_planes` says so. (Always, whatever
