@@ -124,8 +124,7 @@ def _batch_by_stacking(task, items: torch.Tensor, step: int):
     arrays = task._arrays(ids)
     out = []
     for j, i in enumerate(ids):
-        g = torch.Generator().manual_seed((task.seed * 1_000_003 + step) * 1_000_033 + i)
-        out.append(augment_item(*(a[j] for a in arrays), task.cfg.augment, g))
+        out.append(augment_item(*(a[j] for a in arrays), task.cfg.augment, task.item_generator(step, i)))
     return tuple(torch.stack(t) for t in zip(*out))
 
 
@@ -212,8 +211,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--only-steps", action="store_true", help="only the training step, fast paths against references")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--skip-training", action="store_true")
+    only.add_argument("--only-steps", action="store_true", help="only the training step, fast paths against references")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="only the shipped predictor's held-out map errors on this rendered dataset")
     parser.add_argument("--weights", type=Path, default=None,

@@ -192,13 +192,17 @@ class PredictorTask:
     def __len__(self) -> int:
         return len(self.stream) if self.stream is not None else self.rgb.shape[0]
 
+    def item_generator(self, step: int, item: int) -> torch.Generator:
+        """The generator of item ``item``'s augmentation at ``step``: seeded by (run seed, step, item) alone, so
+        resumed and sharded runs draw the same augmentations."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_000_033 + item)
+
     def batch(self, items: torch.Tensor, step: int, device: torch.device):
         ids = items.tolist()
         arrays = self._arrays(ids)  # fresh tensors (gathered): each item's augmented arrays go back in place
         for j, i in enumerate(ids):
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_000_033 + i)
             views = [a[j] for a in arrays]
-            for a, view, new in zip(arrays, views, augment_item(*views, self.cfg.augment, g)):
+            for a, view, new in zip(arrays, views, augment_item(*views, self.cfg.augment, self.item_generator(step, i))):
                 if new is not view:  # unchanged targets (no flip) are not copied
                     a[j] = new
         return tuple(a.to(device) for a in arrays)

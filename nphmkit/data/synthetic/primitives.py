@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from nphmkit.transforms import rigid_inverse as _rigid_inverse_points
+
 
 class Vec3:
     """Points or vectors as three coordinate tensors ``x, y, z`` that broadcast together: ``(B, N)`` for
@@ -112,9 +114,7 @@ def coordinate(p: Points, axis: int) -> torch.Tensor:
 def rigid_inverse(p: Points, rot: torch.Tensor, pivot: torch.Tensor) -> Points:
     """Undo ``x -> rot @ (x - pivot) + pivot`` (:func:`nphmkit.transforms.rigid_inverse` for either layout)."""
     if not isinstance(p, Vec3):
-        from nphmkit.transforms import rigid_inverse as tensor_rigid_inverse
-
-        return tensor_rigid_inverse(p, rot, pivot)
+        return _rigid_inverse_points(p, rot, pivot)
     return offset(p, pivot).rotate_inverse(rot) + Vec3.of(pivot)
 
 
