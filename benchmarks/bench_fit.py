@@ -5,6 +5,12 @@ and a known pose; the fit starts from zero codes and the PnP pose. "Converged" =
 whose smoothed loss is within 5 % of the final one.
 
     python benchmarks/bench_fit.py [--sizes 128 256] [--steps 120]
+    python benchmarks/bench_fit.py --synthetic [--sizes 32 64 128] [--steps 10] [--repeats 3]
+
+``--synthetic`` times a fit step of the synthetic family as a head model (``SyntheticHeadModel``) with its
+fields on ``(B, N, 3)`` points (its default) against the same fit on coordinate planes, alternated in one
+process, the median of ``--repeats`` rounds after a warm-up round; the target is a family head rendered at
+each size, the fit starts from the mean codes at the true pose. Printed: seconds per step and the ratio.
 """
 
 from __future__ import annotations
@@ -34,11 +40,49 @@ def target(model, size: int, shape: int = 4):
     return out, cam
 
 
+def synthetic_layouts(sizes: list[int], steps: int, repeats: int) -> None:
+    from nphmkit.data.synthetic import SyntheticHeadModel
+    from nphmkit.data.synthetic import params as P
+    from nphmkit.fitting import FitResult
+    from nphmkit.render import default_crop_pose
+
+    models = {"points (default)": SyntheticHeadModel(), "planes": SyntheticHeadModel(coordinate_planes=True)}
+    print(f"machine: {machine()}; SyntheticHeadModel fits, {steps} steps a round, "
+          f"{ImageFitConfig().pixels_per_step} pixels per step at most")
+    print("| target | head pixels | points (default) s / step | planes s / step | planes / points |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        model = models["points (default)"]
+        z_id, z_ex = model.to_codes(P.sample_identity(1, 5001), P.sample_expression(1, 5001))
+        R0, t0 = default_crop_pose(1)
+        cam = Camera(default_intrinsics((size, size)), axis_angle_to_matrix(torch.tensor([[0.1, 0.35, -0.05]])) @ R0,
+                     t0, (size, size))
+        field = model.field(z_id, z_ex)
+        with torch.no_grad():
+            out = render(field, cam, field.canonical, differentiable=False)
+        start = FitResult(*model.initial_codes(1), cam.R, cam.t, torch.ones(1))
+        config = ImageFitConfig(steps=steps, patience=steps)
+        times = {name: [] for name in models}
+        for _ in range(repeats + 1):  # alternated; the first round warms up
+            for name, m in models.items():
+                t = time.perf_counter()
+                fit_image(m, out.normals, out.canonical, out.mask, cam, init=start, config=config, progress=False)
+                times[name].append((time.perf_counter() - t) / steps)
+        points, planes = (float(np.median(v[1:])) for v in times.values())
+        print(f"| {size}^2 | {int(out.mask.sum())} | {points:.3f} | {planes:.3f} | {planes / points:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="default: 128 256 (32 64 128 with --synthetic)")
+    parser.add_argument("--steps", type=int, default=None, help="default: 120 (10 with --synthetic)")
+    parser.add_argument("--synthetic", action="store_true", help="the synthetic head model on points against planes")
+    parser.add_argument("--repeats", type=int, default=3, help="with --synthetic: rounds per layout")
     args = parser.parse_args()
+    if args.synthetic:
+        synthetic_layouts(args.sizes or [32, 64, 128], args.steps or 10, args.repeats)
+        return
+    args.sizes, args.steps = args.sizes or [128, 256], args.steps or 120
     model = load_small_nphm()
     print(f"machine: {machine()}; shipped small NPHM; {args.steps} steps, "
           f"{ImageFitConfig().pixels_per_step} pixels per step")

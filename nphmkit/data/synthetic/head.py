@@ -102,7 +102,8 @@ class SyntheticHead:
     n_identity = len(P.IDENTITY)
     n_expression = len(P.EXPRESSION)
 
-    def __init__(self, identity: torch.Tensor, expression: torch.Tensor | None = None) -> None:
+    def __init__(self, identity: torch.Tensor, expression: torch.Tensor | None = None,
+                 coordinate_planes: bool | None = None) -> None:
         if identity.dim() != 2 or identity.shape[1] != self.n_identity:
             raise ValueError(f"identity: expected shape (B, {self.n_identity}), got {tuple(identity.shape)}")
         if expression is None:
@@ -113,6 +114,8 @@ class SyntheticHead:
             )
         self.identity = identity
         self.expression = expression
+        if coordinate_planes is not None:  # else the class default
+            self.coordinate_planes = bool(coordinate_planes)
 
     @classmethod
     def sample(cls, batch: int, seed: int, expressive: bool = True) -> "SyntheticHead":
@@ -127,10 +130,10 @@ class SyntheticHead:
 
     def neutral(self) -> "SyntheticHead":
         """The same identities with the neutral expression."""
-        return SyntheticHead(self.identity, P.neutral_expression(self.batch).to(self.identity))
+        return SyntheticHead(self.identity, P.neutral_expression(self.batch).to(self.identity), self.coordinate_planes)
 
     def with_expression(self, expression: torch.Tensor) -> "SyntheticHead":
-        return SyntheticHead(self.identity, expression)
+        return SyntheticHead(self.identity, expression, self.coordinate_planes)
 
     # ------------------------------------------------------------------ fields
     coordinate_planes: bool = True
@@ -138,7 +141,8 @@ class SyntheticHead:
     (:class:`~.primitives.Vec3`): 1.5-2.5x as fast on the CPU as on the ``(B, N, 3)`` points from a few hundred
     points per head up (a render batch: 1.8x); ``False`` runs the reference. The two agree to float rounding
     (values and gradients). Fitting the parameters themselves to a few thousand points or fewer is up to 30 %
-    slower on planes (three times the autograd nodes); set ``False`` there."""
+    slower on planes (three times the autograd nodes); set ``False`` there (per head:
+    ``SyntheticHead(..., coordinate_planes=False)``; :class:`~.model.SyntheticHeadModel` does so by default)."""
 
     def _points(self, points: torch.Tensor) -> torch.Tensor | Vec3:
         """``points (B, N, 3)`` checked, as planes where :attr:`coordinate_planes` says so. (Always, whatever

@@ -29,12 +29,21 @@ class SyntheticHeadModel:
     """The synthetic family seen through centred, scaled codes (see the module notes).
 
     ``id_dim = 16``, ``ex_dim = 5``; fields are :class:`SyntheticHead` batches (with ``canonical``).
+
+    Args:
+        coordinate_planes: the fields' layout (:attr:`SyntheticHead.coordinate_planes`). Off by default: a fit
+            renders ~1,500 pixels per step, where the ``(B, N, 3)`` points run a fit step faster than the
+            planes do (``python benchmarks/bench_fit.py --synthetic``); the planes pay from some thousands
+            of points per head up (meshes, dense renders).
     """
 
     id_dim = SyntheticHead.n_identity
     ex_dim = SyntheticHead.n_expression
 
-    def __init__(self) -> None:
+    def __init__(self, coordinate_planes: bool = False) -> None:
+        if not isinstance(coordinate_planes, bool):
+            raise TypeError(f"coordinate_planes: expected a bool, got {type(coordinate_planes).__name__}")
+        self.coordinate_planes = coordinate_planes
         lo, hi = _table(P.IDENTITY, "low"), _table(P.IDENTITY, "high")
         self._id_mean, self._id_scale = ((lo + hi) / 2).float(), ((hi - lo) / 2).float()
         lo, hi, neutral = _table(P.EXPRESSION, "low"), _table(P.EXPRESSION, "high"), _table(P.EXPRESSION, "neutral")
@@ -65,7 +74,7 @@ class SyntheticHeadModel:
     # ------------------------------------------------------------------ HeadModel
     def field(self, z_id: torch.Tensor, z_ex: torch.Tensor | None = None) -> SyntheticHead:
         """The heads of these codes: a field ``(B, N, 3) -> (B, N)`` with ``canonical``; differentiable in the codes."""
-        return SyntheticHead(*self.to_params(z_id, z_ex))
+        return SyntheticHead(*self.to_params(z_id, z_ex), coordinate_planes=self.coordinate_planes)
 
     def initial_codes(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero codes: the family mean, ``(batch, 16)`` and ``(batch, 5)``."""
