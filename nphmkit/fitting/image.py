@@ -21,6 +21,7 @@ from nphmkit.fitting.objective import ImageObjective, check_maps, intrinsics
 from nphmkit.fitting.pose import pose_from_point_map
 from nphmkit.fitting.result import FitResult
 from nphmkit.fitting.terms import LossTerm, anchor_term, check_terms, default_image_terms, evaluate, regularizer_terms
+from nphmkit.losses.image import ROBUST
 from nphmkit.protocols import CanonicalField, HeadModel, check_head_model
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose
 from nphmkit.transforms import axis_angle_to_matrix
@@ -43,6 +44,9 @@ class ImageFitConfig:
     w_points: float = 30.0
     w_silhouette: float = 0.02
     robust: str = "huber"
+    normal_delta: float = 0.1
+    """Scale of the robust penalty of the normal term, in units of ``|n - n_target|`` (unit normals; 0.1 is
+    about 5.7 degrees): residuals above it count less than quadratically (``robust``)."""
     normal_frame: str = "camera"
     """The target normals' frame: ``"camera"``, or ``"head"`` (official Pixel3DMM normals, FLAME-aligned: the
     rendered normals are rotated into the head frame by the current pose before comparing)."""
@@ -78,6 +82,10 @@ class ImageFitConfig:
     def __post_init__(self) -> None:
         if self.normal_frame not in ("camera", "head"):
             raise ValueError(f"normal_frame: expected 'camera' or 'head', got {self.normal_frame!r}")
+        if self.robust not in ROBUST:
+            raise ValueError(f"robust: expected one of {ROBUST}, got {self.robust!r}")
+        if not self.normal_delta > 0:
+            raise ValueError(f"normal_delta: expected a positive scale, got {self.normal_delta!r}")
         if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
             raise ValueError(f"average_from: expected a fraction of the steps in [0, 1) or None, got {self.average_from!r}")
 

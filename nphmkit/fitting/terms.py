@@ -155,15 +155,16 @@ def _weights(mask: torch.Tensor, confidence: torch.Tensor | None) -> torch.Tenso
     return mask if confidence is None else mask.to(confidence.dtype) * confidence
 
 
-def normal_term(ctx: FitContext, robust: str = "huber", frame: str = "camera") -> torch.Tensor:
+def normal_term(ctx: FitContext, robust: str = "huber", frame: str = "camera", delta: float = 0.1) -> torch.Tensor:
     """Robust normal-map error where both the render and the target show the head. ``frame="head"``: the
     targets are head-frame normals (official Pixel3DMM, FLAME-aligned), and the rendered camera-frame
-    normals are rotated into the head frame by the current head rotation (``n_head = R^T n_cam``)."""
+    normals are rotated into the head frame by the current head rotation (``n_head = R^T n_cam``). ``delta``: the
+    robust penalty's scale (:func:`~nphmkit.losses.robust`)."""
     both = ctx.render.mask & ctx.targets.mask
     normals = ctx.render.normals
     if frame == "head":
         normals = torch.einsum("bji,bmj->bmi", ctx.rotation, normals)
-    return normal_map_loss(normals, ctx.targets.normals, _weights(both, ctx.targets.confidence), robust)
+    return normal_map_loss(normals, ctx.targets.normals, _weights(both, ctx.targets.confidence), robust, delta)
 
 
 def point_term(ctx: FitContext, robust: str = "huber") -> torch.Tensor:
@@ -183,7 +184,8 @@ def default_image_terms(config) -> list[LossTerm]:
     """``normals``, ``points``, ``silhouette`` with the weights and robust penalty of an :class:`ImageFitConfig`."""
     return [
         LossTerm("normals", config.w_normals,
-                 partial(normal_term, robust=config.robust, frame=getattr(config, "normal_frame", "camera")), "data"),
+                 partial(normal_term, robust=config.robust, frame=getattr(config, "normal_frame", "camera"),
+                         delta=getattr(config, "normal_delta", 0.1)), "data"),
         LossTerm("points", config.w_points, partial(point_term, robust=config.robust), "data"),
         LossTerm("silhouette", config.w_silhouette, silhouette_term, "data"),
     ]

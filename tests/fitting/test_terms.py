@@ -136,3 +136,30 @@ def test_fit_image_recovers_a_held_out_synthetic_head():
     assert dist.mean() < 0.35 and dist.mean() < 0.3 * dist0.mean(), (float(dist.mean()), float(dist0.mean()))
     assert err_id.mean() < 0.5 * start_id.abs().mean(), err_id
     assert err_ex.mean() < 0.5 * start_ex.abs().mean(), err_ex
+
+
+def test_the_normal_terms_robust_scale_is_the_configs():
+    """``ImageFitConfig.normal_delta`` reaches the normal term: the term is the masked, confidence-weighted mean
+    of the chosen penalty at that scale, computed here by hand; bad kinds and scales are refused by name."""
+    from types import SimpleNamespace
+
+    from nphmkit.fitting.terms import PixelTargets
+
+    g = torch.Generator().manual_seed(3)
+    rendered = torch.nn.functional.normalize(torch.randn(2, 29, 3, generator=g), dim=-1)
+    target = torch.nn.functional.normalize(rendered + 0.3 * torch.randn(2, 29, 3, generator=g), dim=-1)
+    mask = torch.rand(2, 29, generator=g) > 0.3
+    confidence = torch.rand(2, 29, generator=g)
+    ctx = SimpleNamespace(render=SimpleNamespace(mask=mask, normals=rendered),
+                          targets=PixelTargets(target, None, torch.ones_like(mask), torch.ones_like(mask), confidence))
+    r = (rendered - target).norm(dim=-1)
+    w = mask * confidence
+    for kind, delta, penalty in (("cauchy", 0.05, lambda r, d: d * torch.log1p((r / d) ** 2)),
+                                 ("cauchy", 0.1, lambda r, d: d * torch.log1p((r / d) ** 2)),
+                                 ("huber", 0.03, lambda r, d: torch.where(r < d, 0.5 * r * r / d, r - 0.5 * d))):
+        term = next(t for t in ImageFitConfig(robust=kind, normal_delta=delta).default_terms() if t.name == "normals")
+        assert torch.allclose(term.fn(ctx), (penalty(r, delta) * w).sum() / w.sum(), rtol=1e-5), (kind, delta)
+    with pytest.raises(ValueError, match="normal_delta: expected a positive scale, got 0"):
+        ImageFitConfig(normal_delta=0)
+    with pytest.raises(ValueError, match="robust: expected one of .*, got 'tukey'"):
+        ImageFitConfig(robust="tukey")
