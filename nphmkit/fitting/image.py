@@ -46,7 +46,8 @@ class ImageFitConfig:
     robust: str = "huber"
     normal_delta: float = 0.1
     """Scale of the robust penalty of the normal term, in units of ``|n - n_target|`` (unit normals; 0.1 is
-    about 5.7 degrees): residuals above it count less than quadratically (``robust``)."""
+    about 5.7 degrees): residuals above it count less than quadratically (``robust`` ``"huber"`` and ``"cauchy"``;
+    ``"l1"`` and ``"l2"`` have no scale)."""
     normal_frame: str = "camera"
     """The target normals' frame: ``"camera"``, or ``"head"`` (official Pixel3DMM normals, FLAME-aligned: the
     rendered normals are rotated into the head frame by the current pose before comparing)."""

@@ -138,7 +138,7 @@ def test_video_fit_is_smoother_at_equal_error(model, codes):
     R = axis_angle_to_matrix(torch.stack([torch.zeros(4), 0.3 + 0.05 * torch.arange(4.0), torch.zeros(4)], -1))
     t = torch.tensor([0.0, -0.02, 2.6]).expand(4, 3).clone()
     out, cam = _render_target(model, z_id, z_ex, R, t, 56)
-    # kept short for the suite (~85 s here): measured at these steps, jitter 0.17 against 1.00 mm and normal
+    # kept short for the suite (85-95 s here): measured at these steps, jitter 0.17 against 1.00 mm and normal
     # error 0.009 against 0.018; at 50/50/25/30 steps (147 s) 0.09 against 0.38 mm and 0.0115 against 0.0118
     img_cfg = ImageFitConfig(steps=30, render=RenderConfig(trace=TraceConfig(max_steps=24)))
     per_frame = [fit_image(model, out.normals[i : i + 1], out.canonical[i : i + 1], out.mask[i : i + 1], cam.K[i : i + 1],
