@@ -22,7 +22,7 @@ reconstruction in its own pose (single-view depth and size trade off here); ``no
 landmarks and rigid ICP; median and mean of the scan-to-mesh distances); ``landmarks`` = mean
 posed landmark error; ``normals`` = mean angle to the exact normal map where both see the head
 (deg); ``neutral`` = chamfer of the neutral mesh to the ground-truth neutral (head space); seconds per
-image. Per-image results are kept in ``OUT/items/`` (a rerun resumes; ``--redo-b`` recomputes (b) of
+image. Per-image results are kept in ``OUT/items/`` (a rerun resumes; ``--redo-b`` recomputes (b), and (e), of
 cached images made with another refinement); ``OUT/summary.json``,
 ``OUT/cdf.png`` (NoW distances per stage, plot extra) and ``OUT/gallery.png`` (best, median, worst
 of stage b: input | overlay | reconstruction, from ``OUT/items/NNN_b.png``) at the end.
@@ -143,9 +143,13 @@ def ground_truth(i: int, item: dict) -> dict:
 
 
 def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: int, resolution: int) -> tuple[dict, object]:
-    """Stage (b) again (the pipeline's current refinement) for a cached row; returns the row and (b)'s render."""
-    from nphmkit.fitting import ImageFitConfig
+    """Stage (b) again (the pipeline's current refinement) for a cached row, and (e) too where the row has it (the
+    same refinement against the exact maps); returns the row and (b)'s render."""
+    from dataclasses import replace
+
+    from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
     from nphmkit.pipeline import Pix2NPHM
+    from nphmkit.pipeline.pix2nphm import REFINE
 
     gt = ground_truth(i, item)
     pipe = Pix2NPHM(model, predictor, regressor, fit=ImageFitConfig(steps=steps, patience=steps))
@@ -155,6 +159,17 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
     new = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, resolution)
     render_b = new.pop("_render")
     row["stages"]["b_refined_predicted"] = {**new, "seconds": seconds}
+    if "e_refine_exact" in row["stages"] and regressor is not None:
+        ff = pipe.reconstruct(item["rgb"][None], item["K"], refine=False)
+        start = time.perf_counter()
+        same = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], item["K"][None],
+                         init=FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale),
+                         config=replace(REFINE, seed=i), point_valid=item["canonical_valid"][None], progress=False)
+        seconds = time.perf_counter() - start
+        new = evaluate_stage(model, (same.z_id, same.z_ex), (same.rotation, same.translation, same.scale), gt, item,
+                             resolution)
+        new.pop("_render")
+        row["stages"]["e_refine_exact"] = {**new, "seconds": seconds}
     return row, render_b
 
 
@@ -252,7 +267,7 @@ def main() -> int:
     parser.add_argument("--no-confidence", action="store_true",
                         help="ablation: stage (b) ignores the predictor's confidence (unweighted pixels)")
     parser.add_argument("--redo-b", action="store_true",
-                        help="recompute stage (b) of cached images with the pipeline's current refinement")
+                        help="recompute stages (b) and (e) of cached images with the pipeline's current refinement")
     args = parser.parse_args()
     if args.images < 1 or args.steps < 1:
         raise SystemExit(f"--images, --steps: expected positive counts, got {args.images}, {args.steps}")
@@ -283,7 +298,9 @@ def main() -> int:
                 row["refine"] = refine_tag(args.no_confidence)
                 _save_views(args.out, i, data[i], render_b)
                 write_text(path, json.dumps(row) + "\n")
-                print(f"image {i}: (b) again: now {row['stages']['b_refined_predicted']['now_mean_mm']:.2f} mm", flush=True)
+                again = "; ".join(f"{k[0]} now {row['stages'][k]['now_mean_mm']:.2f} mm"
+                                  for k in ("b_refined_predicted", "e_refine_exact") if k in row["stages"])
+                print(f"image {i}: again: {again}", flush=True)
             done.append(row)
             continue
         row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution, args.stages)
