@@ -7,10 +7,12 @@ What runs (default ``--maps predicted``): shipped synthetic test images (face cr
 small dense predictor's normal, canonical-point and mask maps -> the shipped small regressor's
 feed-forward codes and pose (when shipped; else the PnP pose of the predicted point map) ->
 inference-time optimization of the shipped small NPHM's codes and pose against the predicted maps
--> meshes (posed, neutral), 7 landmarks, codes, renders and a side-by-side picture, with the error
-against the ground-truth head. ``--maps exact`` fits to the renderer's exact maps instead (the
-upper bound of the refinement). The shipped weights know only nphmkit's synthetic head family:
-real photos need real checkpoints (MonoNPHM, Pixel3DMM) and models trained on real data.
+-> meshes (posed, neutral), 7 landmarks, codes, renders and a side-by-side picture (input | predicted
+normals | feed-forward overlay | refined overlay), with the errors of the feed-forward (a) and refined
+(b) heads against the ground-truth head, beside the exact-map refinement (c) stored in the regressor's
+quality.json. ``--maps exact`` fits to the renderer's exact maps instead (the upper bound of the
+refinement). The shipped weights know only nphmkit's synthetic head family: real photos need real
+checkpoints (MonoNPHM, Pixel3DMM) and models trained on real data.
 """
 
 from __future__ import annotations
@@ -119,14 +121,19 @@ def main() -> int:
               f"{torch.get_num_threads()} threads) ...", flush=True)
         t0 = time.perf_counter()
         fit_cfg = ImageFitConfig(steps=steps or 100, patience=steps or 100)
+        ff = None  # the feed-forward result (a), with a regressor
         if predictor is not None:  # Pix2NPHM from the RGB image alone: predicted maps -> refinement
-            res = Pix2NPHM(model, predictor, regressor, fit=fit_cfg).reconstruct(item["rgb"][None], item["K"],
-                                                                                  steps=steps, progress=False)
+            pipe = Pix2NPHM(model, predictor, regressor, fit=fit_cfg)
+            res = pipe.reconstruct(item["rgb"][None], item["K"], steps=steps, progress=False)
             n_steps = res.steps[0]
+            target_normals, target_mask = res.maps.normals, res.maps.mask
+            if regressor is not None:
+                ff = pipe.reconstruct(item["rgb"][None], item["K"], refine=False, progress=False)
         else:  # the exact maps of the renderer stand in for the predictor's
             res = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], cam,
                             config=fit_cfg, point_valid=item["canonical_valid"][None])
             n_steps = res.steps
+            target_normals, target_mask = item["normals"][None], item["mask"][None]
         t_fit = time.perf_counter() - t0
         z_id, z_ex = res.z_id, res.z_ex
         # meshes, landmarks, codes
@@ -155,7 +162,15 @@ def main() -> int:
         over = overlay(rgb, shaded, rend.mask, alpha=0.65)
         write_png(f"{stem}_normals.png", normals_png[0])
         write_png(f"{stem}_overlay.png", over[0])
-        write_png(f"{stem}_side_by_side.png", torch.cat([rgb[0], over[0], shaded[0]], dim=1))
+        panels = [rgb[0], normal_map_rgb(target_normals, target_mask)[0]]
+        if ff is not None:
+            with torch.no_grad():
+                ff_rend = render(model.field(ff.z_id, ff.z_ex),
+                                 Camera(item["K"][None], ff.rotation, ff.translation, (h, w)), differentiable=False)
+            ff_shaded = lambert(ff_rend.normals, ff_rend.mask, albedo=0.75, background=1.0)
+            panels.append(overlay(rgb, ff_shaded, ff_rend.mask, alpha=0.65)[0])
+        panels += [over[0]] if ff is not None else [over[0], shaded[0]]
+        write_png(f"{stem}_side_by_side.png", torch.cat(panels, dim=1))
         # error against the ground truth: GT surface points in the camera frame -> fitted head space
         gt = SyntheticHead(torch.tensor([list(rec["identity"].values())]),
                            torch.tensor([list(rec["expression_params"].values())]))
@@ -173,8 +188,14 @@ def main() -> int:
             trans_mm = float((res.translation - t_gt).norm() * 250)
             normal_err = torch.rad2deg(torch.acos((rend.normals * item["normals"][None]).sum(-1).clamp(-1, 1)))
             both = rend.mask & item["mask"][None]
+        gt_mesh = gt.mesh(0, resolution=args.resolution)
+        truth = {"mesh": torch.einsum("ij,nj->ni", R_gt[0], gt_mesh.vertices) + t_gt[0], "landmarks": gt_marks[0],
+                 "surface": cam_pts}
+        stages = {"b_refined": stage_errors(model, res, posed, marks, truth)}
+        if ff is not None:
+            stages = {"a_feed_forward": stage_errors(model, ff, None, None, truth, args.resolution), **stages}
         row = {
-            "image": i, "fit_steps": n_steps, "fit_seconds": round(t_fit, 1), "mesh_seconds": round(t_mesh, 1),
+            "image": i, "fit_steps": n_steps, "stages": stages, "fit_seconds": round(t_fit, 1), "mesh_seconds": round(t_mesh, 1),
             "surface_error_mm": {"mean": float(surf_mm.mean()), "median": float(surf_mm.median())},
             "landmark_error_mm": float(lm_mm.mean()), "normal_error_deg": float(normal_err[both].mean()),
             "mask_iou": float((rend.mask & item["mask"][None]).sum() / (rend.mask | item["mask"][None]).sum()),
@@ -186,15 +207,61 @@ def main() -> int:
               f"(median {row['surface_error_mm']['median']:.2f}), landmarks {row['landmark_error_mm']:.2f} mm, "
               f"normals {row['normal_error_deg']:.1f} deg, mask IoU {row['mask_iou']:.3f}, pose {rot_deg:.2f} deg / "
               f"{trans_mm:.1f} mm; meshes {posed.n_vertices} + {neutral.n_vertices} vertices in {t_mesh:.1f} s")
+        print(f"image {i}: NoW mean (aligned) / posed surface error against the ground truth: "
+              + "; ".join(f"({k[0]}) {STAGE_NAMES[k]} {v['now_mean_mm']:.2f} / {v['posed_mm']:.2f} mm"
+                          for k, v in stages.items()))
+    reference(summary, args.maps, regressor is not None)
     write_text(out / "summary.json", json.dumps({"model": quality["trained_on"], "images": summary}, indent=1) + "\n")
     print(f"\nWrote meshes (PLY), landmarks, codes (.npz and the official layout), renders and side-by-side pictures "
-          f"(input | overlay | reconstruction) to {out}/ in {time.perf_counter() - start_all:.0f} s.")
+          f"(input | {'predicted' if args.maps == 'predicted' else 'exact'} normals | "
+          f"{'feed-forward overlay | refined overlay' if regressor is not None else 'overlay | reconstruction'}) "
+          f"to {out}/ in {time.perf_counter() - start_all:.0f} s.")
     if not args.no_photo:
         status = real_photo(out / "photo", args)
         if status:
             return status
     print("Reminder: the weights know only the synthetic family; this demo shows the pipeline, not real-photo quality.")
     return 0
+
+
+STAGE_NAMES = {"a_feed_forward": "feed-forward", "b_refined": "refined"}
+
+
+def stage_errors(model, res, mesh, marks, truth: dict, resolution: int = 128) -> dict:
+    """NoW errors (the reconstruction aligned to the ground-truth face region: landmark similarity, then rigid
+    ICP; mm) and the posed surface error (mean |sdf| of the head in its own pose at the ground-truth surface
+    points ``truth["surface"] (1, N, 3)``, camera frame; mm) of one result; its head-space ``mesh`` and
+    landmarks ``marks (7, 3)`` when already made."""
+    from nphmkit.eval import face_region, now_errors
+    from nphmkit.nphm.meshing import head_mesh
+
+    with torch.no_grad():
+        if mesh is None:
+            mesh = head_mesh(model, res.z_id, res.z_ex, resolution=resolution, progress=False)
+            marks = model.landmarks(res.z_id, res.z_ex)[0]
+        s, R, t = res.scale[0], res.rotation[0], res.translation[0]
+        verts = s * torch.einsum("ij,nj->ni", R, mesh.vertices) + t
+        posed_marks = s * torch.einsum("ij,nj->ni", R, marks) + t
+        in_head = torch.einsum("bji,bnj->bni", res.rotation, truth["surface"] - res.translation[:, None]) / s
+        posed = float(model.field(res.z_id, res.z_ex)(in_head).abs().mean() * 250)
+    region = face_region(truth["mesh"], truth["landmarks"][4], 0.4)  # 100 mm around the nose tip
+    now = now_errors(truth["mesh"], truth["landmarks"], verts, mesh.faces, posed_marks, mm_per_unit=250, mask=region)
+    return {"now_mean_mm": float(now.mean), "now_median_mm": float(now.median), "posed_mm": posed}
+
+
+def reference(summary: list[dict], maps: str, with_regressor: bool) -> None:
+    """The demo images' mean (a) and (b) beside the regressor's stored held-out figures, (c) included."""
+    from nphmkit.pretrained import ASSETS
+
+    if not summary or maps != "predicted" or not with_regressor:
+        return
+    q = json.loads((ASSETS / "small_regressor" / "quality.json").read_text())["heldout"]
+    held = q["stages"]
+    mean = {k: float(np.mean([r["stages"][k]["now_mean_mm"] for r in summary])) for k in summary[0]["stages"]}
+    print(f"\nNoW mean over these {len(summary)} images: (a) feed-forward {mean['a_feed_forward']:.2f} mm, (b) refined "
+          f"{mean['b_refined']:.2f} mm. Stored in small_regressor/quality.json ({q['images']} held-out images, same "
+          f"protocol): (a) {held['a_feed_forward']['now_mean_mm']:.2f}, (b) {held['b_refined_predicted']['now_mean_mm']:.2f}, "
+          f"(c) refined from exact maps {held['c_refined_exact']['now_mean_mm']:.2f} mm.")
 
 
 def real_photo(out: Path, args) -> int:

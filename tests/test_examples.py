@@ -37,6 +37,16 @@ def test_demo_writes_every_output(tmp_path):
         assert f"01_{suffix}" in names, suffix
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["images"][0]["posed_mesh"]["faces"] > 0
+    # (a) and (b) against the ground truth, beside the stored (c); the picture has its four panels
+    stages = summary["images"][0]["stages"]
+    assert set(stages) == {"a_feed_forward", "b_refined"}
+    for figures in stages.values():
+        assert 0 < figures["now_mean_mm"] < 20 and 0 < figures["posed_mm"] < 50, stages
+    assert "(a) feed-forward" in stdout and "(c) refined from exact maps" in stdout
+    from nphmkit.data.image_io import read_image
+
+    picture = read_image(tmp_path / "01_side_by_side.png")
+    assert picture.shape[1] == 4 * picture.shape[0]  # input | predicted normals | feed-forward | refined
     assert len(json.loads((tmp_path / "01_landmarks.json").read_text())["landmarks"]) == 7
     # the real photo, labelled, through `nphmkit reconstruct`
     assert "A REAL PHOTO" in stdout and "SYNTHETIC-FAMILY head" in stdout
