@@ -142,14 +142,23 @@ def ground_truth(i: int, item: dict) -> dict:
             "landmarks_cam": _camera_points(R_gt, t_gt, gt_landmarks(head)[0]), "neutral": head.mesh(0, 128, neutral=True)}
 
 
+def refine_exact(model, item: dict, init, i: int):
+    """Stage (e): the pipeline's refinement (``REFINE``, seed ``i``) from ``init`` against the item's exact maps."""
+    from dataclasses import replace
+
+    from nphmkit.fitting import fit_image
+    from nphmkit.pipeline.pix2nphm import REFINE
+
+    return fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], item["K"][None],
+                     init=init, config=replace(REFINE, seed=i), point_valid=item["canonical_valid"][None],
+                     progress=False)
+
+
 def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: int, resolution: int) -> tuple[dict, object]:
     """Stage (b) again (the pipeline's current refinement) for a cached row, and (e) too where the row has it (the
     same refinement against the exact maps); returns the row and (b)'s render."""
-    from dataclasses import replace
-
-    from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
+    from nphmkit.fitting import FitResult, ImageFitConfig
     from nphmkit.pipeline import Pix2NPHM
-    from nphmkit.pipeline.pix2nphm import REFINE
 
     gt = ground_truth(i, item)
     pipe = Pix2NPHM(model, predictor, regressor, fit=ImageFitConfig(steps=steps, patience=steps))
@@ -162,9 +171,7 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
     if "e_refine_exact" in row["stages"] and regressor is not None:
         ff = pipe.reconstruct(item["rgb"][None], item["K"], refine=False)
         start = time.perf_counter()
-        same = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], item["K"][None],
-                         init=FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale),
-                         config=replace(REFINE, seed=i), point_valid=item["canonical_valid"][None], progress=False)
+        same = refine_exact(model, item, FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale), i)
         seconds = time.perf_counter() - start
         new = evaluate_stage(model, (same.z_id, same.z_ex), (same.rotation, same.translation, same.scale), gt, item,
                              resolution)
@@ -204,15 +211,8 @@ def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resol
                           point_valid=item["canonical_valid"][None], progress=False)
         results["c_refined_exact"] = (exact, time.perf_counter() - start)
     if "e" in stages and init is not None:
-        from dataclasses import replace
-
-        from nphmkit.pipeline.pix2nphm import REFINE
-
         start = time.perf_counter()
-        same = fit_image(model, item["normals"][None], item["canonical"][None], item["mask"][None], K[None],
-                         init=init, config=replace(REFINE, seed=i), point_valid=item["canonical_valid"][None],
-                         progress=False)
-        results["e_refine_exact"] = (same, time.perf_counter() - start)
+        results["e_refine_exact"] = (refine_exact(model, item, init, i), time.perf_counter() - start)
     if "d" in stages:
         start = time.perf_counter()
         pts = fit_points(model, surface[None], config=PointFitConfig(steps=150, seed=i), progress=False)
