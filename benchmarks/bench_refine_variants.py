@@ -14,7 +14,7 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
 - ``"pose"``: the start pose, ``"regressor"`` (default); ``"pnp"``, from the predicted canonical map;
   ``"mean"``, the regressor's rotation and the mean of both translations; ``"gt"``, the true pose (an oracle);
 - ``"points"``: the canonical point term, ``"plain"`` (default); ``"centred"``, up to a global offset (the
-  residuals minus their weighted mean); ``"off"``;
+  residuals minus their weighted mean); ``"scaled"``, up to a global offset and scale; ``"off"``;
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +54,15 @@ DEFAULT_VARIANTS = {
 
 CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk"),
            "pose": ("regressor", "pnp", "mean", "gt"),
-           "points": ("plain", "centred", "off"), "weights": ("confidence", "none", "squared", "oracle")}
+           "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle")}
 """The variants' extra keys and their values, the default first."""
 
 
-def centred_point_term(ctx):
+def centred_point_term(ctx, robust: str = "huber", scaled: bool = False):
     """The point term up to a global offset: the canonical residuals minus their weighted mean (a predicted
-    point map's bias over the whole image does not pull the shape)."""
+    point map's bias over the whole image does not pull the shape). ``scaled``: up to a global scale as well
+    (the rendered points scaled about their weighted mean by the weighted least-squares factor onto the
+    target's), so a point map whose size is off by a percent does not resize the head."""
     from nphmkit.losses import point_map_loss
 
     if ctx.render.canonical is None or ctx.targets.points is None:
@@ -67,9 +70,14 @@ def centred_point_term(ctx):
     w = (ctx.render.mask & ctx.targets.mask & ctx.targets.point_valid).to(ctx.render.canonical.dtype)
     if ctx.targets.confidence is not None:
         w = w * ctx.targets.confidence
-    r = ctx.render.canonical - ctx.targets.points
-    offset = (w[..., None] * r).sum(-2, keepdim=True) / w.sum(-1)[..., None, None].clamp_min(1e-8)
-    return point_map_loss(ctx.render.canonical - offset, ctx.targets.points, w)
+    total = w.sum(-1)[..., None, None].clamp_min(1e-8)
+    mean_r = (w[..., None] * ctx.render.canonical).sum(-2, keepdim=True) / total
+    mean_t = (w[..., None] * ctx.targets.points).sum(-2, keepdim=True) / total
+    dr, dt = ctx.render.canonical - mean_r, ctx.targets.points - mean_t
+    s = 1.0
+    if scaled:
+        s = ((w[..., None] * dr * dt).sum((-2, -1)) / (w[..., None] * dr * dr).sum((-2, -1)).clamp_min(1e-12))[..., None, None]
+    return point_map_loss(s * dr + mean_t, ctx.targets.points, w, robust)
 
 
 def far_off(normals, exact_normals, degrees: float = 10.0):
@@ -158,8 +166,9 @@ def main() -> int:
                 terms = None
                 if points != "plain":
                     terms = [t for t in cfg.default_terms() if t.name != "points"]
-                    if points == "centred":
-                        terms.append(LossTerm("points", cfg.w_points, centred_point_term, "data"))
+                    if points in ("centred", "scaled"):
+                        term = partial(centred_point_term, robust=cfg.robust, scaled=points == "scaled")
+                        terms.append(LossTerm("points", cfg.w_points, term, "data"))
                 res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=first, config=cfg,
                                 progress=False, confidence=confidence, terms=terms,
                                 point_valid=item["canonical_valid"][None] if kind == "exact" else None)

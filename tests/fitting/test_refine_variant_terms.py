@@ -1,0 +1,57 @@
+"""The point terms that benchmarks/bench_refine_variants.py swaps into ``fit_image`` (its ``"points"`` choices)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_refine_variants import centred_point_term  # noqa: E402
+
+from nphmkit.losses import point_map_loss  # noqa: E402
+
+
+def _ctx(points, target, mask, confidence=None):
+    render = SimpleNamespace(canonical=points, mask=mask)
+    targets = SimpleNamespace(points=target, mask=mask, point_valid=mask, confidence=confidence)
+    return SimpleNamespace(render=render, targets=targets, z_id=points)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 41), seed=st.integers(0, 10_000), scale=st.floats(0.9, 1.1),
+       offset=st.floats(-0.05, 0.05), robust=st.sampled_from(["huber", "cauchy", "l2"]))
+def test_point_terms_ignore_what_they_claim_to(n, seed, scale, offset, robust):
+    g = torch.Generator().manual_seed(seed)
+    points = torch.randn(2, n, 3, generator=g, dtype=torch.float64) * 0.1
+    mask = torch.rand(2, n, generator=g) > 0.2
+    mask[:, :3] = True  # at least three pixels per image
+    confidence = torch.rand(2, n, generator=g, dtype=torch.float64) + 0.1
+    # a target that is the rendered points moved by a global offset: the centred term sees nothing
+    shifted = points + offset
+    assert float(centred_point_term(_ctx(points, shifted, mask, confidence), robust)) < 1e-12
+    # scaled about any centre and moved: only the scaled term sees nothing
+    centre = torch.randn(1, 1, 3, generator=g, dtype=torch.float64) * 0.1
+    similar = scale * (points - centre) + centre + offset
+    assert float(centred_point_term(_ctx(points, similar, mask, confidence), robust, scaled=True)) < 1e-12
+    if abs(scale - 1) > 0.02:
+        assert float(centred_point_term(_ctx(points, similar, mask, confidence), robust)) > 0
+    # under the squared penalty the removed offset and scale are the least-squares ones: never worse than none
+    noisy = points + torch.randn(2, n, 3, generator=g, dtype=torch.float64) * 0.01
+    plain = point_map_loss(points, noisy, mask.to(points.dtype) * confidence, "l2")
+    centred = centred_point_term(_ctx(points, noisy, mask, confidence), "l2")
+    scaled = centred_point_term(_ctx(points, noisy, mask, confidence), "l2", scaled=True)
+    assert scaled <= centred + 1e-12 and centred <= plain + 1e-12
+
+
+def test_scaled_point_term_passes_gradients():
+    g = torch.Generator().manual_seed(3)
+    points = (torch.randn(1, 17, 3, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
+    target = 1.03 * points.detach() + 0.01 * torch.randn(1, 17, 3, generator=g, dtype=torch.float64)
+    mask = torch.ones(1, 17, dtype=torch.bool)
+    centred_point_term(_ctx(points, target, mask), "cauchy", scaled=True).backward()
+    assert points.grad is not None and torch.isfinite(points.grad).all() and points.grad.abs().sum() > 0
