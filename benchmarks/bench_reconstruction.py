@@ -52,6 +52,7 @@ def refine_tag(no_confidence: bool = False) -> str:
     return (f"pix2nphm.REFINE: {R.steps} steps, lr codes {R.lr_codes:g}, anchor {R.anchor:g}, points weight "
             f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}"
             + ("" if (R.robust, R.normal_delta) == ("huber", 0.1) else f", {R.robust} penalty, normal scale {R.normal_delta:g}")
+            + ("" if R.w_silhouette == 0.02 else f", silhouette weight {R.w_silhouette:g}")
             + "; small_predictor "
             f"{weights_sha256(weights_folder('small_predictor'))[:12]}" + (", confidence ignored" if no_confidence else ""))
 

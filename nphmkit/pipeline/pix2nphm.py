@@ -33,18 +33,19 @@ from nphmkit.render import default_intrinsics
 from nphmkit.transforms import decode_crop_pose
 
 REFINE = ImageFitConfig(steps=50, patience=50, lr_codes=1e-3, fit_pose=False, anchor=0.05, w_points=10.0,
-                        warm_start=True, robust="cauchy", normal_delta=0.05)
+                        w_silhouette=0.0, warm_start=True, robust="cauchy", normal_delta=0.05)
 """Refinement from a regressor's codes and pose: the codes only (the regressor's pose is kept: on the shipped
 models it beats where the predicted maps pull it), at a fifth of the default learning rate, held near their
 start by an anchor (weight 0.05), with the canonical point term down-weighted (the predicted point map carries
-millimetres of error), 50 steps with warm-started tracing, and a Cauchy penalty on the map terms, the normals'
-at a scale of 0.05 (~2.9 degrees): a predictor's normals are off by 2 degrees in most pixels and by tens in a
-few, and the Cauchy penalty lets the few pull less than the Huber penalty does. Chosen by
-``benchmarks/bench_refine_variants.py`` on held-out synthetic images and checked on validation renders that
-chose nothing. With the shipped models it cuts the feed-forward NoW error by 27 % on 20 held-out images (22 %
-with the Huber penalty and an anchor of 0.1; 49 % against the exact maps) in ~18-20 s per image (the default
-refinement from the same start made it 77 % worse; benchmarks/RESULTS.md, "Reconstruction, stage by
-stage")."""
+millimetres of error), no silhouette term (with the pose held where the regressor put it, millimetres off in
+depth, matching the outline would resize the head instead of correcting it), 50 steps with warm-started
+tracing, and a Cauchy penalty on the map terms, the normals' at a scale of 0.05 (~2.9 degrees): a predictor's
+normals are off by 2 degrees in most pixels and by tens in a few, and the Cauchy penalty lets the few pull less
+than the Huber penalty does. Chosen by ``benchmarks/bench_refine_variants.py`` on held-out synthetic images and
+checked on validation renders that chose nothing. With the shipped models it cuts the feed-forward NoW error by
+27.5 % on 20 held-out images (22 % with the Huber penalty, an anchor of 0.1 and the silhouette term; 49 % against
+the exact maps) in ~18-20 s per image (the default refinement from the same start made it 77 % worse;
+benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
 
 
 class Pix2NPHM:
