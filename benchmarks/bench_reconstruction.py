@@ -46,13 +46,16 @@ STAGES = ("a_feed_forward", "b_refined_predicted", "e_refine_exact", "c_refined_
 def refine_tag(no_confidence: bool = False) -> str:
     """What stage (b) ran: the pipeline's refinement settings and the shipped predictor whose maps it fits (cached
     items made with others are redone by --redo-b)."""
+    from nphmkit.fitting import ImageFitConfig
     from nphmkit.pipeline.pix2nphm import REFINE as R
     from nphmkit.pretrained import weights_folder, weights_sha256
 
+    d = ImageFitConfig()  # settings at fit_image's defaults are left out of the tag
     return (f"pix2nphm.REFINE: {R.steps} steps, lr codes {R.lr_codes:g}, anchor {R.anchor:g}, points weight "
             f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}"
-            + ("" if (R.robust, R.normal_delta) == ("huber", 0.1) else f", {R.robust} penalty, normal scale {R.normal_delta:g}")
-            + ("" if R.w_silhouette == 0.02 else f", silhouette weight {R.w_silhouette:g}")
+            + ("" if (R.robust, R.normal_delta) == (d.robust, d.normal_delta)
+               else f", {R.robust} penalty, normal scale {R.normal_delta:g}")
+            + ("" if R.w_silhouette == d.w_silhouette else f", silhouette weight {R.w_silhouette:g}")
             + "; small_predictor "
             f"{weights_sha256(weights_folder('small_predictor'))[:12]}" + (", confidence ignored" if no_confidence else ""))
 
