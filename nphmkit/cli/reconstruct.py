@@ -73,7 +73,7 @@ def _one(args, pipe, job, name: str, source) -> str:
     side = crop.info["box"][2] - crop.info["box"][0]
     refined = f"refined {rec.steps[0]} steps" if rec.steps else "feed-forward"
     notes = f" [{'; '.join(photo.notes)}]" if photo.notes else ""
-    return (f"{name}: face box {side:.0f} px ({crop.info['box_source']}), {refined}, "
+    return (f"{name}: crop {side:.0f} px (face box: {crop.info['box_source']}), {refined}, "
             f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}{notes}")
 
 

@@ -353,6 +353,11 @@ class DensePredictor(WeightFolderMixin, nn.Module):
             raise ValueError(
                 f"images: expected float RGB (B, H, W, 3) in [0, 1], got {tuple(images.shape)} {images.dtype}"
             )
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("images: expected finite values, got NaN or inf")
+        low, high = float(images.min()), float(images.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"images: expected values in [0, 1], got [{low:.3g}, {high:.3g}] (divide 8-bit values by 255)")
         h, w = images.shape[1:3]
         n = self.config.image_size
         x = images.permute(0, 3, 1, 2).to(self.mean.dtype)

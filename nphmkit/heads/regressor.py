@@ -196,7 +196,9 @@ class Pix2NPHMRegressor(WeightFolderMixin, nn.Module):
         cfg = self.config
         if images.dim() != 4 or tuple(images.shape[1:]) != (3, cfg.image_size, cfg.image_size):
             raise ValueError(f"images: expected shape (B, 3, {cfg.image_size}, {cfg.image_size}), got {tuple(images.shape)}")
-        x_in = (images - self.mean) / self.std
+        if not images.is_floating_point():
+            raise TypeError(f"images: expected float RGB in [0, 1], got dtype {images.dtype} (divide 8-bit values by 255)")
+        x_in = (images.to(self.mean.dtype) - self.mean) / self.std
         b = images.shape[0]
         seq = []
         with torch.no_grad():

@@ -48,6 +48,31 @@ the exact maps) in ~18-20 s per image (the default refinement from the same star
 benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
 
 
+def _as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """``images`` as ``(B, H, W, 3)``: grey repeated, RGBA composited on white (uint8 or float in [0, 1], dtype kept);
+    the layouts people pass by mistake refused with the fix."""
+    if isinstance(images, torch.Tensor):
+        shape = tuple(images.shape)
+        if images.dim() == 4 and shape[1] in (1, 3, 4) and shape[-1] not in (1, 3, 4):
+            raise ValueError(f"images: expected channels-last (B, H, W, 3), got {shape}, which looks channels-first; "
+                             "pass images.permute(0, 2, 3, 1)")
+        if images.dim() == 3 and (shape[-1] in (1, 3, 4) or shape[0] in (3, 4)):
+            fix = "images[None]" if shape[-1] in (1, 3, 4) else "images.permute(1, 2, 0)[None]"
+            raise ValueError(f"images: expected shape (B, H, W, 3), got {shape}, one image without its batch "
+                             f"dimension; pass {fix}")
+        if images.dim() == 3:
+            raise ValueError(f"images: expected shape (B, H, W, 3), got {shape}; for grey images pass "
+                             "images[..., None] (repeated to RGB)")
+        if images.dim() == 4 and shape[-1] == 1:
+            return images.expand(-1, -1, -1, 3)
+        if images.dim() == 4 and shape[-1] == 4:
+            top = 255.0 if images.dtype == torch.uint8 else 1.0
+            rgb, alpha = images[..., :3].float(), images[..., 3:].float() / top
+            out = rgb * alpha + top * (1 - alpha)
+            return out.round().to(torch.uint8) if images.dtype == torch.uint8 else out.to(images.dtype)
+    return check_tensor("images", images, ("B", "H", "W", 3), floating=False)
+
+
 class Pix2NPHM:
     """Reconstruct heads from face crops (see the module notes).
 
@@ -105,13 +130,23 @@ class Pix2NPHM:
     # ------------------------------------------------------------------ stages
     def prepare(self, images: torch.Tensor, K: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(B, H, W, 3)`` (float in [0, 1] or uint8) and ``K`` (None, ``(3, 3)`` or ``(B, 3, 3)``, pixels)
-        -> float images ``(B, n, n, 3)`` at the working size and their intrinsics ``(B, 3, 3)``."""
-        check_tensor("images", images, ("B", "H", "W", 3), floating=False)
+        -> float32 images ``(B, n, n, 3)`` at the working size and their intrinsics ``(B, 3, 3)``.
+
+        Grey ``(B, H, W, 1)`` images are repeated to RGB and RGBA ``(B, H, W, 4)`` ones composited on white (as
+        :func:`~nphmkit.preprocess.load_photo` does with files); other floating dtypes are cast to float32.
+        Channels-first or batch-less tensors and non-finite values are refused with what to do instead."""
+        images = _as_rgb(images)
+        if images.shape[0] == 0:
+            raise ValueError(f"images: expected at least one image, got an empty batch {tuple(images.shape)}")
         if images.dtype == torch.uint8:
             images = images.float() / 255
         elif not images.is_floating_point():
             raise ValueError(f"images: expected float RGB in [0, 1] or uint8, got {images.dtype}")
-        elif float(images.min()) < -1e-3 or float(images.max()) > 1 + 1e-3:
+        else:
+            images = images.float()
+            if not bool(torch.isfinite(images).all()):
+                raise ValueError("images: expected finite values, got NaN or inf")
+        if float(images.min()) < -1e-3 or float(images.max()) > 1 + 1e-3:
             raise ValueError(f"images: expected values in [0, 1], got [{float(images.min()):.3g}, {float(images.max()):.3g}]"
                              " (divide 8-bit values by 255)")
         b, h, w, _ = images.shape
@@ -119,10 +154,13 @@ class Pix2NPHM:
         if K is None:
             K = default_intrinsics((h, w), batch=b, dtype=images.dtype, device=images.device)
         else:
+            if not isinstance(K, torch.Tensor) or tuple(K.shape) not in ((3, 3), (b, 3, 3)):
+                got = tuple(K.shape) if isinstance(K, torch.Tensor) else type(K).__name__
+                raise ValueError(f"K: expected shape (3, 3) or (B={b}, 3, 3), got {got}")
             K = K.to(images.dtype)
-            if K.dim() == 2:
-                K = K.expand(b, 3, 3)
-            check_tensor("K", K, (b, 3, 3))
+            if not bool(torch.isfinite(K).all()) or not bool((K[..., 0, 0] > 0).all() and (K[..., 1, 1] > 0).all()):
+                raise ValueError("K: expected finite intrinsics with positive focal lengths (pixels)")
+            K = K.expand(b, 3, 3)
         if (h, w) != (n, n):
             if h != w:
                 raise ValueError(f"images: expected square crops (docs/contracts.md 'Crops'), got {h}x{w}; crop them "
@@ -190,14 +228,16 @@ class Pix2NPHM:
             steps: refinement steps (default: ``fit.steps``).
             seed: seeds the pixel sampling of the refinement and the PnP start.
             progress: a bar over the images and a one-line summary per image (None: on a terminal).
-            masks: ``(B, H, W)`` bool head masks in the images' pixels, used instead of predicted ones.
+            masks: ``(B, H, W)`` bool head masks over the images (their pixels, or another resolution of the same
+                aspect), used instead of predicted ones.
         """
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        size = tuple(images.shape[1:3]) if isinstance(images, torch.Tensor) else None
         images, K = self.prepare(images, K)
-        maps = self.maps(images, self._resize_masks(masks, images))
+        maps = self.maps(images, self._resize_masks(masks, images, size))
         timings["maps"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         init = self.feed_forward(images, K)
@@ -266,12 +306,17 @@ class Pix2NPHM:
         return self._result(res, maps, K, timings, stages, (res.steps,))
 
     # ------------------------------------------------------------------ helpers
-    def _resize_masks(self, masks: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
-        """User masks ``(B, H, W)`` of the input images -> the working size (nearest)."""
+    def _resize_masks(self, masks: torch.Tensor | None, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+        """User masks ``(B, H', W')`` over the input images (``size = (H, W)``; any resolution of their aspect)
+        -> the working size of ``images`` (nearest)."""
         if masks is None:
             return None
-        if masks.dim() != 3 or masks.shape[0] != images.shape[0]:
-            raise ValueError(f"masks: expected (B={images.shape[0]}, H, W) bool, got {tuple(masks.shape)}")
+        b, (h, w) = images.shape[0], size
+        if (not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.shape[0] != b
+                or masks.shape[1] * w != masks.shape[2] * h):
+            got = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+            raise ValueError(f"masks: expected (B={b}, H, W) bool over the images ({h}x{w} pixels, or any size of "
+                             f"that aspect), got {got}")
         n = images.shape[1]
         if tuple(masks.shape[1:]) != (n, n):
             masks = F.interpolate(masks[:, None].float(), size=(n, n), mode="nearest")[:, 0] > 0.5

@@ -174,6 +174,12 @@ def test_predict_maps_and_flip_tta():
         model(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match=r"images: expected float RGB \(B, H, W, 3\)"):
         model.predict_maps(torch.rand(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="images: expected finite values"):
+        model.predict_maps(torch.full((1, 128, 128, 3), float("nan")))
+    with pytest.raises(ValueError, match=r"images: expected values in \[0, 1\].*divide 8-bit values by 255"):
+        model.predict_maps(images * 255)
+    with torch.no_grad():  # other float dtypes are read as the network's
+        assert_close(model.predict_maps(images.double()).canonical, maps.canonical, atol=1e-5)
     with pytest.raises(ValueError, match="frame: expected one of"):
         DenseMaps(None, None, None, frame="world")
 

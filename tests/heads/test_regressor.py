@@ -25,6 +25,12 @@ def test_outputs_follow_the_nphm_layout():
         model.read_background[-1].bias.fill_(7.0)
         model.read_background[-1].weight.zero_()
     assert torch.all(model(torch.rand(1, 3, 128, 128))["z_id"][0, -32:] == 7.0)
+    # other float dtypes are read as the network's; integer images are refused by name
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert_close(model(x.double())["z_ex"], model(x)["z_ex"], atol=1e-5)
+    with pytest.raises(TypeError, match="images: expected float RGB in \\[0, 1\\], got dtype torch.uint8"):
+        model((x * 255).to(torch.uint8))
 
 
 def test_backbones_are_frozen_and_the_rest_learns():

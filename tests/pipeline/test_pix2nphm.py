@@ -91,14 +91,45 @@ def test_prepare_resizes_and_rescales_K(demo, model):
 @pytest.mark.parametrize(("images", "K", "message"), [
     (torch.rand(1, 64, 48, 3), None, "expected square crops"),
     (torch.rand(1, 64, 64, 3) * 255, None, "expected values in [0, 1]"),
-    (torch.rand(64, 64, 3), None, "images: expected shape"),
+    (torch.rand(64, 64, 3), None, "pass images[None]"),
+    (torch.rand(3, 64, 64), None, "pass images.permute(1, 2, 0)[None]"),
+    (torch.rand(2, 64, 64), None, "for grey images pass images[..., None]"),
+    (torch.rand(1, 3, 64, 64), None, "looks channels-first"),
+    (torch.full((1, 64, 64, 3), float("nan")), None, "expected finite values"),
+    (torch.rand(1, 64, 64, 2), None, "images: expected shape"),
     (torch.randint(0, 9, (1, 64, 64, 3)), None, "expected float RGB"),
-    (torch.rand(2, 64, 64, 3), torch.eye(3).expand(3, 3, 3), "K: expected shape"),
+    (torch.rand(2, 64, 64, 3), torch.eye(3).expand(3, 3, 3), "K: expected shape (3, 3) or (B=2, 3, 3)"),
+    (torch.rand(1, 64, 64, 3), torch.eye(2), "K: expected shape"),
+    (torch.rand(1, 64, 64, 3), torch.full((3, 3), float("nan")), "K: expected finite intrinsics"),
+    (torch.rand(1, 64, 64, 3), -torch.eye(3), "positive focal lengths"),
+    (torch.rand(0, 64, 64, 3), None, "empty batch"),
 ])
 def test_bad_images_are_refused_with_their_name(demo, model, images, K, message):
     with pytest.raises((ValueError, TypeError), match="images|K") as err:
         Pix2NPHM(model, Oracle(demo)).reconstruct(images, K, steps=1)
     assert message in str(err.value)
+
+
+def test_grey_rgba_and_other_float_dtypes_are_handled(demo, model):
+    pipe = Pix2NPHM(model, Oracle(demo))
+    g = torch.Generator().manual_seed(3)
+    rgb = torch.rand(2, 37, 37, 3, generator=g)
+    want, K = pipe.prepare(rgb)
+    for images in (rgb.double(), rgb.half().float(), torch.cat([rgb, torch.ones(2, 37, 37, 1)], -1)):
+        got, K_got = pipe.prepare(images)
+        assert got.dtype == torch.float32 and K_got.dtype == torch.float32
+        assert_close(got, want, atol=1e-3 if images.shape[-1] == 3 else 1e-6)
+        assert_close(K_got, K)
+    grey = rgb[..., :1]
+    assert_close(pipe.prepare(grey)[0], pipe.prepare(grey.expand(-1, -1, -1, 3).contiguous())[0])
+    # alpha composites on white, as load_photo does with files; 8-bit alpha too
+    alpha = torch.rand(2, 37, 37, 1, generator=g)
+    blended = pipe.prepare(torch.cat([rgb, alpha], -1))[0]
+    assert_close(blended, pipe.prepare(rgb * alpha + (1 - alpha))[0], atol=1e-6)
+    as_bytes = (torch.cat([rgb, alpha], -1) * 255).round().to(torch.uint8)
+    assert_close(pipe.prepare(as_bytes)[0], blended, atol=2.5 / 255)
+    clear = pipe.prepare(torch.cat([rgb, torch.zeros(2, 37, 37, 1)], -1))[0]
+    assert_close(clear, torch.ones_like(clear), atol=1e-6)
 
 
 def test_refinement_is_fit_image_on_the_predicted_maps(demo, model):
@@ -245,6 +276,10 @@ def test_a_predictor_without_a_mask_borrows_one(demo, model):
     big = torch.nn.functional.interpolate(item["mask"][None, None].float(), size=(256, 256))[:, 0] > 0.5
     rec2 = pipe.reconstruct(item["rgb"][None], item["K"], steps=1, masks=big)
     assert torch.equal(rec2.maps.mask, item["mask"][None])
+    with pytest.raises(ValueError, match=r"masks: expected \(B=1, H, W\) bool over the images \(128x128"):
+        pipe.reconstruct(item["rgb"][None], item["K"], steps=1, masks=big[..., :200])
+    with pytest.raises(ValueError, match="masks: expected"):
+        pipe.reconstruct(item["rgb"][None], item["K"], steps=1, masks=big.expand(2, -1, -1))
     with pytest.raises(ValueError, match="no head pixels"):
         pipe.reconstruct(item["rgb"][None], item["K"], steps=1, masks=torch.zeros(1, 128, 128, dtype=torch.bool))
 
