@@ -81,6 +81,13 @@ class ImageFitConfig:
     end as misses (the silhouette loss covers them) instead of costing a full SDF call each."""
 
     def __post_init__(self) -> None:
+        for name, low in (("steps", 0), ("pixels_per_step", 1), ("patience", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+        for name in ("lr_codes", "lr_pose"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a learning rate >= 0, got {getattr(self, name)!r}")
         if self.normal_frame not in ("camera", "head"):
             raise ValueError(f"normal_frame: expected 'camera' or 'head', got {self.normal_frame!r}")
         if self.robust not in ROBUST:

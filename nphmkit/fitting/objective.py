@@ -31,6 +31,17 @@ def check_maps(normal_map, point_map, mask, point_valid, confidence) -> None:
         check_tensor("point_valid", point_valid, shape[:3], floating=False)
     if confidence is not None:
         check_tensor("confidence", confidence, shape[:3])
+    # the targets are read only where the mask (and point_valid) says so: NaN elsewhere is allowed
+    if not bool(torch.isfinite(normal_map[mask]).all()):
+        raise ValueError("normal_map: expected finite values inside the mask, got NaN or inf")
+    if point_map is not None:
+        valid = mask if point_valid is None else mask & point_valid
+        if not bool(torch.isfinite(point_map[valid]).all()):
+            raise ValueError("point_map: expected finite values where mask (and point_valid) is set, got NaN or inf")
+    if confidence is not None:
+        inside = confidence[mask]
+        if not bool(torch.isfinite(inside).all()) or bool((inside < 0).any()):
+            raise ValueError("confidence: expected finite weights >= 0 inside the mask")
 
 
 def intrinsics(camera, batch: int, image_size, dtype=torch.float32, device=None) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -48,6 +59,8 @@ def intrinsics(camera, batch: int, image_size, dtype=torch.float32, device=None)
             K = K.expand(batch, 3, 3)
     if K.shape != (batch, 3, 3):
         raise ValueError(f"camera: expected intrinsics (B={batch}, 3, 3), got {tuple(K.shape)}")
+    if not bool(torch.isfinite(K).all()) or not bool((K[:, 0, 0] > 0).all() and (K[:, 1, 1] > 0).all()):
+        raise ValueError("camera: expected finite intrinsics with positive focal lengths (pixels)")
     return K, size
 
 

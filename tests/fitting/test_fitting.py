@@ -24,6 +24,7 @@ from nphmkit.fitting import (
     surface_distance,
 )
 from nphmkit.fitting.image import IterateMean
+from nphmkit.fitting.objective import check_maps
 from nphmkit.nphm.meshing import head_mesh
 from nphmkit.pretrained import SMALL_NPHM, load_small_nphm
 from nphmkit.render import Camera, RenderConfig, TraceConfig, default_crop_pose, default_intrinsics, render
@@ -125,6 +126,36 @@ def test_bad_maps_are_named(model):
         fit_image(model, torch.zeros(1, 8, 8, 3), torch.zeros(1, 8, 9, 3), torch.ones(1, 8, 8, dtype=torch.bool), cam)
     with pytest.raises(ValueError, match="camera: expected image size"):
         fit_image(model, torch.zeros(1, 6, 6, 3), torch.zeros(1, 6, 6, 3), torch.ones(1, 6, 6, dtype=torch.bool), cam)
+    # non-finite targets are refused where they would be read, and allowed where the mask leaves them out
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, 2:6, 2:6] = True
+    nan = torch.full((1, 8, 8, 3), float("nan"))
+    for normals, points, conf, message in (
+        (nan, None, None, "normal_map: expected finite values inside the mask"),
+        (torch.zeros(1, 8, 8, 3), nan, None, "point_map: expected finite values where mask"),
+        (torch.zeros(1, 8, 8, 3), None, -torch.ones(1, 8, 8), "confidence: expected finite weights >= 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            fit_image(model, normals, points, mask, cam, confidence=conf, progress=False)
+    outside = torch.where(mask[..., None], torch.tensor([0.0, 0.0, -1.0]), nan)
+    check_maps(outside, outside, mask, None, None)  # NaN only outside the mask: accepted
+    with pytest.raises(ValueError, match="camera: expected finite intrinsics with positive focal lengths"):
+        fit_image(model, outside, None, mask, torch.full((3, 3), float("nan")), progress=False)
+    with pytest.raises(ValueError, match="camera: expected finite intrinsics"):
+        fit_image(model, outside, None, mask, -default_intrinsics((8, 8))[0], progress=False)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("pixels_per_step", 0, "pixels_per_step: expected an int >= 1, got 0"),
+    ("steps", -1, "steps: expected an int >= 0, got -1"),
+    ("steps", 2.5, "steps: expected an int >= 0, got 2.5"),
+    ("patience", 0, "patience: expected an int >= 1"),
+    ("lr_codes", -1e-3, "lr_codes: expected a learning rate >= 0"),
+    ("lr_pose", float("nan"), "lr_pose: expected a learning rate >= 0"),
+])
+def test_bad_schedules_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ImageFitConfig(**{field: value})
 
 
 @pytest.mark.slow
