@@ -10,6 +10,7 @@ silhouette alone. The objective is a list of weighted terms (:mod:`nphmkit.fitti
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class ImageFitConfig:
     def __post_init__(self) -> None:
         for name, low in (("steps", 0), ("pixels_per_step", 1), ("patience", 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
         for name in ("lr_codes", "lr_pose"):
             if not getattr(self, name) >= 0:

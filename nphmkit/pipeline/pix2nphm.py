@@ -16,6 +16,7 @@ normal output are used here (official Pixel3DMM normals are head-frame: see the 
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import replace
 
@@ -231,7 +232,7 @@ class Pix2NPHM:
             masks: ``(B, H, W)`` bool head masks over the images (their pixels, or another resolution of the same
                 aspect), used instead of predicted ones.
         """
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
+        if steps is not None and (not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1):
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -252,7 +253,7 @@ class Pix2NPHM:
                 result = replace(result, rotation=R, translation=t)
             return self._result(result, maps, K, timings, stages)
         base = self.fit if init is None else self.refine
-        config = replace(base, steps=steps or base.steps, seed=seed, normal_frame=maps.frame)
+        config = replace(base, steps=int(steps) if steps else base.steps, seed=seed, normal_frame=maps.frame)
         t0 = time.perf_counter()
         parts = []
         bar = progress_bar(range(b), progress=progress, desc="refining", unit="img")

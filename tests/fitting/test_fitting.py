@@ -156,6 +156,7 @@ def test_bad_maps_are_named(model):
 def test_bad_schedules_are_named(field, value, message):
     with pytest.raises(ValueError, match=message):
         ImageFitConfig(**{field: value})
+    assert ImageFitConfig(steps=np.int64(3), pixels_per_step=np.int32(7)).steps == 3  # numpy integers are ints
 
 
 @pytest.mark.slow
