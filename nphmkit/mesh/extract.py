@@ -27,6 +27,7 @@ small NPHM at 128^3 this cuts the queries from ~213k to ~79k with the same trian
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 
@@ -53,7 +54,12 @@ def _as_bounds(bounds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _as_resolution(resolution) -> tuple[int, int, int]:
-    res = (resolution,) * 3 if isinstance(resolution, int) else tuple(int(r) for r in resolution)
+    try:  # an integer (numpy and 0-d torch integers too), or three of them; never a float or a bool
+        if isinstance(resolution, bool) or (isinstance(resolution, (str, bytes))):
+            raise TypeError
+        res = (operator.index(resolution),) * 3 if np.ndim(resolution) == 0 else tuple(operator.index(r) for r in resolution)
+    except TypeError:
+        res = ()
     if len(res) != 3 or min(res) < 2:
         raise ValueError(f"resolution: expected an int >= 2 or three of them (grid points per axis), got {resolution!r}")
     return res

@@ -70,9 +70,15 @@ class Camera:
 
     def __post_init__(self) -> None:
         b = self.K.shape[0] if isinstance(self.K, torch.Tensor) and self.K.dim() == 3 else "B"
-        check_tensor("K", self.K, (b, 3, 3))
-        check_tensor("R", self.R, (b, 3, 3))
-        check_tensor("t", self.t, (b, 3))
+        check_tensor("K", self.K, (b, 3, 3), finite=True)
+        check_tensor("R", self.R, (b, 3, 3), finite=True)
+        check_tensor("t", self.t, (b, 3), finite=True)
+        with torch.no_grad():
+            R = self.R.detach().double()
+            off = (R @ R.transpose(1, 2) - torch.eye(3, dtype=R.dtype, device=R.device)).abs().amax()
+            if float(off) > 1e-3 or bool((torch.linalg.det(R) <= 0).any()):
+                raise ValueError(f"R: expected rotation matrices (R R^T = I, det +1; off by {float(off):.2g}); scale "
+                                 "belongs in the head model's pose, not the camera")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"image_size: expected (H, W) with positive sizes, got {self.image_size!r}")
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))

@@ -126,8 +126,10 @@ def test_anisotropic_resolution_and_bad_arguments():
         extract_mesh(shapes.sphere(), ((0, 0, 0), (0, 1, 1)), 16)
     with pytest.raises(ValueError, match="method"):
         extract_mesh(shapes.sphere(), BOX, 16, method="octree")
-    with pytest.raises(ValueError, match="resolution"):
-        extract_mesh(shapes.sphere(), BOX, 1)
+    for resolution in (1, 16.5, True, "16", (16, 16), (16, 16.0, 16), None):
+        with pytest.raises(ValueError, match="resolution: expected an int >= 2 or three of them"):
+            extract_mesh(shapes.sphere(), BOX, resolution)
+    assert extract_mesh(shapes.sphere(), BOX, np.array([12, 13, 14])).info["resolution"] == (12, 13, 14)
     for band in (0.0, -1.0, float("nan"), "0.5", True):
         with pytest.raises(ValueError, match="band: expected a positive number"):
             extract_mesh(shapes.sphere(), BOX, 16, band=band)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,3 +41,20 @@ def test_head_pose_round_trip():
     t, s = torch.randn(2, 3), torch.tensor([1.0, 1.3])
     x = torch.randn(2, 9, 3)
     assert_close(world_to_nphm(nphm_to_world(x, R, t, s), R, t, s), x, atol=1e-5)
+
+
+def test_bad_cameras_are_refused_by_name():
+    K, R, t = default_intrinsics((8, 8)), torch.eye(3)[None], torch.tensor([[0.0, 0.0, 3.0]])
+    for kwargs, message in (
+        ({"K": K * float("nan")}, "K: expected finite values"),
+        ({"t": t * float("inf")}, "t: expected finite values"),
+        ({"R": 2 * R}, r"R: expected rotation matrices \(R R\^T = I, det \+1; off by 3\)"),
+        ({"R": torch.diag(torch.tensor([1.0, 1.0, -1.0]))[None]}, "R: expected rotation matrices"),  # a mirror
+    ):
+        args = {"K": K, "R": R, "t": t, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            Camera(args["K"], args["R"], args["t"], (8, 8))
+    # rotations with float32 rounding, and ones that carry gradients, are accepted
+    rot = torch.linalg.qr(torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(0))).Q
+    rot = rot * torch.linalg.det(rot)[:, None, None]
+    Camera(K.expand(4, 3, 3), rot.requires_grad_(True), t.expand(4, 3), (8, 8))
