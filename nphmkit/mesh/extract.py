@@ -55,7 +55,7 @@ def _as_bounds(bounds) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_resolution(resolution) -> tuple[int, int, int]:
     try:  # an integer (numpy and 0-d torch integers too), or three of them; never a float or a bool
-        if isinstance(resolution, bool) or (isinstance(resolution, (str, bytes))):
+        if isinstance(resolution, (bool, str, bytes)):
             raise TypeError
         res = (operator.index(resolution),) * 3 if np.ndim(resolution) == 0 else tuple(operator.index(r) for r in resolution)
     except TypeError:

@@ -75,7 +75,7 @@ class Camera:
         check_tensor("t", self.t, (b, 3), finite=True)
         with torch.no_grad():
             R = self.R.detach().double()
-            off = (R @ R.transpose(1, 2) - torch.eye(3, dtype=R.dtype, device=R.device)).abs().amax()
+            off = (R @ R.transpose(1, 2) - torch.eye(3, dtype=R.dtype, device=R.device)).abs().amax() if R.numel() else 0.0
             if float(off) > 1e-3 or bool((torch.linalg.det(R) <= 0).any()):
                 raise ValueError(f"R: expected rotation matrices (R R^T = I, det +1; off by {float(off):.2g}); scale "
                                  "belongs in the head model's pose, not the camera")

@@ -58,3 +58,4 @@ def test_bad_cameras_are_refused_by_name():
     rot = torch.linalg.qr(torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(0))).Q
     rot = rot * torch.linalg.det(rot)[:, None, None]
     Camera(K.expand(4, 3, 3), rot.requires_grad_(True), t.expand(4, 3), (8, 8))
+    assert len(Camera(K[:0], R[:0], t[:0], (8, 8)).K) == 0  # an empty batch is no error
