@@ -35,6 +35,9 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--face-index", type=int, default=0, help="which detected face, 0 = the largest (default)")
     p.add_argument("--bbox", default=None, metavar="X0,Y0,X1,Y1",
                    help="the face box by hand, in pixels of the original image (skips detection)")
+    p.add_argument("--cropped", action="store_true",
+                   help="the inputs are already square face crops framed as the networks were trained (the face box "
+                        "x1.42, as 'nphmkit synth' and the demo images): no detection, the whole image is used")
     p.add_argument("--detector", default="lbp", choices=("lbp", "opencv"),
                    help="face detector: lbp (scikit-image, default) or opencv (the opencv extra)")
     p.add_argument("--min-neighbors", type=int, default=8,
@@ -64,6 +67,8 @@ def check_pipeline_flags(args: argparse.Namespace) -> dict:
             raise CliError("--device: cuda was asked for, but torch sees no CUDA GPU")
     if args.face_index < 0:
         raise CliError(f"--face-index: expected 0 or more, got {args.face_index}")
+    if args.cropped and args.face_index:
+        raise CliError("--face-index and --cropped: a crop holds one face and nothing is detected; drop --face-index")
     if args.bbox is not None:
         try:
             box = [float(v) for v in args.bbox.split(",")]
@@ -74,6 +79,8 @@ def check_pipeline_flags(args: argparse.Namespace) -> dict:
         if args.face_index:
             raise CliError("--bbox and --face-index: a box given by hand is one face; drop --face-index")
         args.bbox_values = box
+        if args.cropped:
+            raise CliError("--bbox and --cropped: --cropped uses the whole image as the crop; drop one of them")
     else:
         args.bbox_values = None
     try:

@@ -9,13 +9,21 @@ from nphmkit.cli._common import int_in_range, output_folder, progress
 
 
 def add_parser(sub, parents) -> None:
-    p = sub.add_parser("synth", parents=parents, help="render a dataset of synthetic heads (images + exact maps)")
+    p = sub.add_parser(
+        "synth", parents=parents, help="render a dataset of synthetic heads (images + exact maps)",
+        description="Render N images of nphmkit's synthetic head family with their exact maps (camera-frame normals, "
+                    "canonical points, mask, depth), landmarks, head parameters and cameras, in the dataset layout that "
+                    "'nphmkit train' reads (docs: Synthetic heads). Images are framed as photo crops (square, the face "
+                    "box x1.42), so 'nphmkit reconstruct --cropped' takes them as they are. The same seed writes the "
+                    "same files.")
     p.add_argument("-n", type=int, required=True, help="number of images")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     p.add_argument("--size", type=int, default=256, help="image width and height, 16 to 2048 (default 256)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--expressions", type=int, default=2, help="expressions per head, the first neutral")
-    p.add_argument("--views", type=int, default=2, help="views per expression")
+    p.add_argument("--seed", type=int, default=0,
+                   help="picks the heads, expressions, views and appearance (default 0; the shipped predictor trained "
+                        "on seed 0 and is scored on seed 11)")
+    p.add_argument("--expressions", type=int, default=2, help="expressions per head, the first neutral (default 2)")
+    p.add_argument("--views", type=int, default=2, help="views per expression (default 2)")
     p.add_argument("--batch", type=int, default=16,
                    help="images rendered together, a worker's unit of work (default 16); the files do not depend on it")
     p.add_argument("--workers", type=int, default=1,

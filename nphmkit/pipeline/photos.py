@@ -48,11 +48,30 @@ def _crop_record(box_work, factor: float, original_size, size: int, source: str,
     return record, K
 
 
+WHOLE_SOURCE = "whole image (already a crop)"
+
+
+def _whole(image: torch.Tensor, name: str, size: int):
+    """The whole of a square ``image (B, H, W, 3)`` resampled to ``size``: the input is already a crop."""
+    h, w = image.shape[1:3]
+    if h != w:
+        raise ValueError(f"{name}: an image that is already a face crop must be square (the face box x1.42), "
+                         f"got {w} x {h} pixels; drop --cropped to detect the face instead")
+    return crop(image, torch.tensor([[0.0, 0.0, float(w), float(h)]]).expand(image.shape[0], 4), size, square=False)
+
+
 def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
-               detector: DetectorConfig = DEFAULT_DETECTOR) -> PhotoCrop:
+               detector: DetectorConfig = DEFAULT_DETECTOR, whole: bool = False) -> PhotoCrop:
     """The ``size``-pixel face crop of ``photo`` (see the module notes). ``bbox``: a face box by hand, in the
-    original photo's pixels. Raises :class:`~nphmkit.preprocess.detect.NoFaceError` naming the photo."""
+    original photo's pixels. ``whole=True``: the photo is already a face crop in the networks' framing (square,
+    the face box x1.42, as ``nphmkit synth`` writes images); it is resampled to ``size`` without detection, and
+    a photo that is not square raises ValueError. Raises :class:`~nphmkit.preprocess.detect.NoFaceError` naming
+    the photo when no face is found."""
     image = torch.from_numpy(photo.image.copy()).float() / 255
+    if whole:
+        out = _whole(image[None], str(photo.path), size)
+        record, K = _crop_record(out.box[0].tolist(), photo.factor, photo.original_size, size, WHOLE_SOURCE, photo.notes)
+        return PhotoCrop(out.images[0].clamp(0, 1), K, image, record)
     given = None if bbox is None else [float(v) * photo.factor for v in bbox]
     face, source = find_face(photo.image, str(photo.path), face_index, given, detector)
     out = crop(image[None], torch.tensor([face], dtype=torch.float32), size)
@@ -61,14 +80,22 @@ def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
 
 
 def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int = 0, bbox=None,
-                detector: DetectorConfig = DEFAULT_DETECTOR, every: int = 1) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                detector: DetectorConfig = DEFAULT_DETECTOR, every: int = 1,
+                whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Crop all ``frames`` (each ``(H, W, 3)`` uint8, one size) with one static box: the given ``bbox`` or the
-    mean face box over the frames (every ``every``-th frame is searched) where a face was found.
+    mean face box over the frames (every ``every``-th frame is searched) where a face was found; with
+    ``whole=True`` the frames are already face crops (square; see :func:`crop_photo`) and are only resampled.
 
     Returns ``crops (T, size, size, 3)`` float, ``K (3, 3)`` and the ``crop.json`` record (with the number of
     frames the box was averaged over). Raises :class:`NoFaceError` when no searched frame has a face.
     """
     h, w = frames[0].shape[:2]
+    if whole:
+        crops = [_whole(torch.from_numpy(np.array(image)).float()[None] / 255, name, size).images[0].clamp(0, 1)
+                 for image in frames]
+        record, K = _crop_record([0.0, 0.0, float(w), float(h)], 1.0, (h, w), size, WHOLE_SOURCE)
+        record["frames_with_face"] = 0
+        return torch.stack(crops), K, record
     if bbox is not None:
         face, _ = find_face(frames[0], name, face_index, bbox, detector)
         source, used = "given", 0
@@ -81,7 +108,8 @@ def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int 
                 continue
         if not boxes:
             raise NoFaceError(f"{name}: no face found by the {detector.backend} detector in any of "
-                              f"{len(frames[::max(1, every)])} searched frames; give one by hand with --bbox x0,y0,x1,y1")
+                              f"{len(frames[::max(1, every)])} searched frames; give one by hand with --bbox x0,y0,x1,y1, "
+                              "or pass --cropped if the frames are already face crops")
         face, source, used = tuple(np.mean(np.asarray(boxes), axis=0).tolist()), "detector (mean over frames)", len(boxes)
     crops = []
     for image in frames:  # one at a time: a long video's full frames never sit in memory as floats

@@ -175,5 +175,5 @@ def find_face(image, name: str = "image", face_index: int = 0, bbox=None,
         found = "no face" if not boxes else f"only {len(boxes)} face(s)"
         raise NoFaceError(f"{name}: {found} found by the {config.backend} detector"
                           + (f" (asked for face index {face_index})" if boxes else "")
-                          + "; give one by hand with --bbox x0,y0,x1,y1")
+                          + "; give one by hand with --bbox x0,y0,x1,y1, or pass --cropped if the images are already face crops")
     return face_box(boxes[face_index]), "detector"

@@ -233,9 +233,50 @@ def test_track_a_frame_folder_with_a_broken_frame(tmp_path):
     assert list(np.load(out / "frames" / "codes.npz")["frame_index"]) == [0, 2]
 
 
+def test_a_whole_image_crop_is_the_image_resampled():
+    """``crop_photo(..., whole=True)`` / ``crop_frames(..., whole=True)``: at the image's own size the crop is the
+    image; at half the size, its 2 x 2 means; the frames of a clip are cropped alike."""
+    from nphmkit.pipeline.photos import crop_frames, crop_photo
+    from nphmkit.preprocess.images import load_photo
+
+    demo = ROOT / "nphmkit" / "assets" / "demo" / "000000_rgb.png"
+    rgb = torch.from_numpy(np.asarray(Image.open(demo).convert("RGB")).copy()).float() / 255
+    full = crop_photo(load_photo(demo), 128, whole=True)
+    torch.testing.assert_close(full.image, rgb, atol=1e-5, rtol=0)
+    half = crop_photo(load_photo(demo), 64, whole=True)
+    pooled = torch.nn.functional.avg_pool2d(rgb.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0)
+    torch.testing.assert_close(half.image, pooled, atol=1e-5, rtol=0)
+    assert half.info["box"] == [0.0, 0.0, 128.0, 128.0] and half.info["crop_size"] == 64
+    frames = [np.asarray(Image.open(demo).convert("RGB"))] * 2
+    crops, K, info = crop_frames(frames, "clip", 64, whole=True)
+    torch.testing.assert_close(crops, half.image.expand(2, 64, 64, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(K, half.K)
+    with pytest.raises(ValueError, match="clip: an image that is already a face crop must be square"):
+        crop_frames([frames[0][:, :90]], "clip", 64, whole=True)
+
+
+def test_images_that_are_already_crops_skip_detection(tmp_path):
+    """``--cropped``: the shipped demo image (a 128 px synthetic crop, where the detector finds no face) is
+    reconstructed from the whole image; a non-square input is a recorded failure naming the fix."""
+    demo = ROOT / "nphmkit" / "assets" / "demo" / "000000_rgb.png"
+    rgb = np.asarray(Image.open(demo).convert("RGB"))
+    Image.fromarray(rgb[:, :100]).save(tmp_path / "wide.png")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(demo), "-o", str(tmp_path / "detected"), *FAST]) == 1  # what --cropped is for
+    assert main(["reconstruct", str(demo), str(tmp_path / "wide.png"), "-o", str(out), "--cropped", *FAST]) == 1
+    crop = json.loads((out / "000000_rgb" / "crop.json").read_text())
+    assert crop["box"] == [0.0, 0.0, 128.0, 128.0] and crop["box_source"] == "whole image (already a crop)"
+    assert {p.name for p in (out / "000000_rgb").iterdir()} == ITEM_FILES
+    failures = json.loads((out / "failures.json").read_text())
+    assert [Path(f["input"]).name for f in failures] == ["wide.png"]
+    assert "must be square" in failures[0]["error"] and "100 x 128" in failures[0]["error"]
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--bbox", "1,2,3"], "--bbox: expected X0,Y0,X1,Y1"),
     (["--bbox", "10,10,90,90", "--face-index", "1"], "--bbox and --face-index"),
+    (["--bbox", "10,10,90,90", "--cropped"], "--bbox and --cropped"),
+    (["--cropped", "--face-index", "1"], "--face-index and --cropped"),
     (["--steps", "5", "--no-refine"], "--steps: refinement steps were given with --no-refine"),
     (["--predictor", "small_regressor"], "--predictor: expected weights of kind 'DensePredictor', got 'Pix2NPHMRegressor'"),
     (["--resolution", "4"], "--resolution: expected 16 to 512"),
