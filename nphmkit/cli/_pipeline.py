@@ -4,6 +4,7 @@ from them, the face and crop flags, and the provenance (weights, sha256, which p
 from __future__ import annotations
 
 import argparse
+import math
 
 from nphmkit.cli._common import CliError, output_folder, progress, say
 from nphmkit.cli.models import add_model_flags, check_model_flags, load_model
@@ -38,6 +39,9 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cropped", action="store_true",
                    help="the inputs are already square face crops framed as the networks were trained (the face box "
                         "x1.42, as 'nphmkit synth' and the demo images): no detection, the whole image is used")
+    p.add_argument("--focal", type=float, default=None, metavar="PX",
+                   help="the photos' focal length in their own pixels, principal point at the centre (default: "
+                        "unknown, the crop gets the default intrinsics, focal length 2 crop widths)")
     p.add_argument("--detector", default="lbp", choices=("lbp", "opencv"),
                    help="face detector: lbp (scikit-image, default) or opencv (the opencv extra)")
     p.add_argument("--min-neighbors", type=int, default=8,
@@ -67,6 +71,8 @@ def check_pipeline_flags(args: argparse.Namespace) -> dict:
             raise CliError("--device: cuda was asked for, but torch sees no CUDA GPU")
     if args.face_index < 0:
         raise CliError(f"--face-index: expected 0 or more, got {args.face_index}")
+    if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
+        raise CliError(f"--focal: expected a positive focal length in pixels, got {args.focal}")
     if args.cropped and args.face_index:
         raise CliError("--face-index and --cropped: a crop holds one face and nothing is detected; drop --face-index")
     if args.bbox is not None:

@@ -52,7 +52,7 @@ def _one(args, pipe, job, name: str, source) -> str:
     try:
         photo = load_photo(source, max_side=args.max_side)
         crop = crop_photo(photo, pipe.image_size, args.face_index, args.bbox_values, args.detector_config,
-                          whole=args.cropped)
+                          whole=args.cropped, focal=args.focal)
         masks = None if args.mask is None else _mask_crop(args, photo, crop)
         rec = pipe.reconstruct(crop.image[None].to(args.device), crop.K.to(args.device), refine=args.refine,
                                steps=args.steps, seed=args.seed, progress=False, masks=masks)

@@ -88,7 +88,7 @@ def _one(args, pipe, job, name: str, source) -> str:
             say(args, f"{name}: {problem} (skipped)")
         crops, K, info = crop_frames(frames.images, str(source), pipe.image_size, args.face_index, args.bbox_values,
                                      args.detector_config, every=max(1, len(frames.images) // 16),
-                                     whole=args.cropped)
+                                     whole=args.cropped, focal=args.focal)
         rec = pipe.track(crops.to(args.device), K.to(args.device), refine=args.refine, seed=args.seed,
                          progress=False if args.quiet else None, video=_schedule(args))
         from nphmkit.cli.reconstruct import _to_cpu

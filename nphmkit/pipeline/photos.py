@@ -2,19 +2,22 @@
 
 :func:`crop_photo` finds the face (or takes a given box), crops the square box x1.42 around it at the
 working size, and records ``crop.json``'s fields: ``box`` in the original photo's pixels, the crop's
-intrinsics ``K`` (the default crop intrinsics: a photo's own focal length is rarely known),
+intrinsics ``K`` (the default crop intrinsics, as a photo's own focal length is rarely known; or the crop of
+the photo's intrinsics where its focal length is given),
 ``image_size`` of the original and where the box came from. :func:`crop_frames` does the same for
 the frames of one video with one static box (the mean of the per-frame detections).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from nphmkit.preprocess.crop import crop, square_box
+from nphmkit.preprocess.crop import crop, crop_transform, square_box
 from nphmkit.preprocess.detect import DEFAULT_DETECTOR, DetectorConfig, NoFaceError, find_face
 from nphmkit.preprocess.images import Photo
 from nphmkit.render import default_intrinsics
@@ -31,11 +34,24 @@ class PhotoCrop:
     info: dict
 
 
-def _crop_record(box_work, factor: float, original_size, size: int, source: str, notes=()) -> tuple[dict, torch.Tensor]:
-    K = default_intrinsics((size, size))[0]
+def _photo_K(h: int, w: int, focal: float) -> torch.Tensor:
+    """``(3, 3)`` intrinsics of an ``h x w`` image with focal length ``focal`` (pixels), principal point at its centre."""
+    return torch.tensor([[focal, 0.0, w / 2], [0.0, focal, h / 2], [0.0, 0.0, 1.0]])
+
+
+def _check_focal(focal) -> None:
+    if focal is not None and not (isinstance(focal, numbers.Real) and not isinstance(focal, bool)
+                                  and math.isfinite(focal) and focal > 0):
+        raise ValueError(f"focal: expected a positive focal length in pixels, got {focal!r}")
+
+
+def _crop_record(box_work, factor: float, original_size, size: int, source: str, notes=(),
+                 K: torch.Tensor | None = None, focal: float | None = None) -> tuple[dict, torch.Tensor]:
+    K = default_intrinsics((size, size))[0] if K is None else K
     record = {
         "box": [round(float(v) / factor, 3) for v in box_work],
         "K": K.tolist(),
+        "K_source": "default crop intrinsics" if focal is None else f"focal length {focal:g} px, centred",
         "image_size": [int(original_size[0]), int(original_size[1])],
         "crop_size": size,
         "box_source": source,
@@ -51,49 +67,58 @@ def _crop_record(box_work, factor: float, original_size, size: int, source: str,
 WHOLE_SOURCE = "whole image (already a crop)"
 
 
-def _whole(image: torch.Tensor, name: str, size: int):
+def _whole(image: torch.Tensor, name: str, size: int, K: torch.Tensor | None = None):
     """The whole of a square ``image (B, H, W, 3)`` resampled to ``size``: the input is already a crop."""
     h, w = image.shape[1:3]
     if h != w:
         raise ValueError(f"{name}: an image that is already a face crop must be square (the face box x1.42), "
                          f"got {w} x {h} pixels; drop --cropped to detect the face instead")
-    return crop(image, torch.tensor([[0.0, 0.0, float(w), float(h)]]).expand(image.shape[0], 4), size, square=False)
+    return crop(image, torch.tensor([[0.0, 0.0, float(w), float(h)]]).expand(image.shape[0], 4), size, K=K, square=False)
 
 
 def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
-               detector: DetectorConfig = DEFAULT_DETECTOR, whole: bool = False) -> PhotoCrop:
+               detector: DetectorConfig = DEFAULT_DETECTOR, whole: bool = False, focal: float | None = None) -> PhotoCrop:
     """The ``size``-pixel face crop of ``photo`` (see the module notes). ``bbox``: a face box by hand, in the
     original photo's pixels. ``whole=True``: the photo is already a face crop in the networks' framing (square,
     the face box x1.42, as ``nphmkit synth`` writes images); it is resampled to ``size`` without detection, and
-    a photo that is not square raises ValueError. Raises :class:`~nphmkit.preprocess.detect.NoFaceError` naming
-    the photo when no face is found."""
+    a photo that is not square raises ValueError. ``focal``: the photo's focal length in its original pixels
+    (principal point at its centre), for the crop's ``K``; None: the default crop intrinsics. Raises
+    :class:`~nphmkit.preprocess.detect.NoFaceError` naming the photo when no face is found."""
+    _check_focal(focal)
     image = torch.from_numpy(photo.image.copy()).float() / 255
+    K_photo = None if focal is None else _photo_K(*image.shape[:2], focal * photo.factor)
     if whole:
-        out = _whole(image[None], str(photo.path), size)
-        record, K = _crop_record(out.box[0].tolist(), photo.factor, photo.original_size, size, WHOLE_SOURCE, photo.notes)
-        return PhotoCrop(out.images[0].clamp(0, 1), K, image, record)
-    given = None if bbox is None else [float(v) * photo.factor for v in bbox]
-    face, source = find_face(photo.image, str(photo.path), face_index, given, detector)
-    out = crop(image[None], torch.tensor([face], dtype=torch.float32), size)
-    record, K = _crop_record(out.box[0].tolist(), photo.factor, photo.original_size, size, source, photo.notes)
+        out = _whole(image[None], str(photo.path), size, K_photo)
+        source = WHOLE_SOURCE
+    else:
+        given = None if bbox is None else [float(v) * photo.factor for v in bbox]
+        face, source = find_face(photo.image, str(photo.path), face_index, given, detector)
+        out = crop(image[None], torch.tensor([face], dtype=torch.float32), size, K=K_photo)
+    record, K = _crop_record(out.box[0].tolist(), photo.factor, photo.original_size, size, source, photo.notes,
+                             None if out.K is None else out.K[0], focal)
     return PhotoCrop(out.images[0].clamp(0, 1), K, image, record)
 
 
 def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int = 0, bbox=None,
                 detector: DetectorConfig = DEFAULT_DETECTOR, every: int = 1,
-                whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                whole: bool = False, focal: float | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Crop all ``frames`` (each ``(H, W, 3)`` uint8, one size) with one static box: the given ``bbox`` or the
     mean face box over the frames (every ``every``-th frame is searched) where a face was found; with
     ``whole=True`` the frames are already face crops (square; see :func:`crop_photo`) and are only resampled.
+    ``focal``: the frames' focal length in pixels, as in :func:`crop_photo`.
 
     Returns ``crops (T, size, size, 3)`` float, ``K (3, 3)`` and the ``crop.json`` record (with the number of
     frames the box was averaged over). Raises :class:`NoFaceError` when no searched frame has a face.
     """
+    _check_focal(focal)
     h, w = frames[0].shape[:2]
+    K_frame = None if focal is None else _photo_K(h, w, focal)
     if whole:
         crops = [_whole(torch.from_numpy(np.array(image)).float()[None] / 255, name, size).images[0].clamp(0, 1)
                  for image in frames]
-        record, K = _crop_record([0.0, 0.0, float(w), float(h)], 1.0, (h, w), size, WHOLE_SOURCE)
+        box = torch.tensor([[0.0, 0.0, float(w), float(h)]])
+        K = None if K_frame is None else (crop_transform(box, size) @ K_frame)[0]
+        record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, WHOLE_SOURCE, K=K, focal=focal)
         record["frames_with_face"] = 0
         return torch.stack(crops), K, record
     if bbox is not None:
@@ -115,7 +140,8 @@ def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int 
     for image in frames:  # one at a time: a long video's full frames never sit in memory as floats
         x = torch.from_numpy(np.array(image)).float()[None] / 255
         crops.append(crop(x, torch.tensor([face], dtype=torch.float32), size).images[0].clamp(0, 1))
-    box = square_box(torch.tensor([face], dtype=torch.float32))[0]
-    record, K = _crop_record(box.tolist(), 1.0, (h, w), size, source)
+    box = square_box(torch.tensor([face], dtype=torch.float32))
+    K = None if K_frame is None else (crop_transform(box, size) @ K_frame)[0]
+    record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, source, K=K, focal=focal)
     record["frames_with_face"] = used
     return torch.stack(crops), K, record

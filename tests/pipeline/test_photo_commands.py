@@ -251,8 +251,39 @@ def test_a_whole_image_crop_is_the_image_resampled():
     crops, K, info = crop_frames(frames, "clip", 64, whole=True)
     torch.testing.assert_close(crops, half.image.expand(2, 64, 64, 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(K, half.K)
+    _, K, info = crop_frames(frames, "clip", 64, whole=True, focal=345.0)  # a synthetic crop's own focal length
+    torch.testing.assert_close(K, torch.tensor([[172.5, 0.0, 32.0], [0.0, 172.5, 32.0], [0.0, 0.0, 1.0]]))
+    assert crop_photo(load_photo(demo), 64, whole=True, focal=345.0).K.allclose(K)
     with pytest.raises(ValueError, match="clip: an image that is already a face crop must be square"):
         crop_frames([frames[0][:, :90]], "clip", 64, whole=True)
+
+
+def test_a_given_focal_length_gives_the_crop_its_intrinsics(photos, tmp_path):
+    """``--focal PX``: the crop's ``K`` is the photo's (focal length PX, centred) seen through the crop: scaled by
+    crop size / box side and shifted by the box corner; it is what the reconstruction used (codes.npz). Without
+    it, the default crop intrinsics; a bad value is refused by name."""
+    from nphmkit.pipeline.photos import crop_photo
+    from nphmkit.preprocess.images import load_photo
+
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photos / "astronaut.jpg"), "-o", str(out), "--focal", "900", *FAST]) == 0
+    rec = json.loads((out / "astronaut" / "crop.json").read_text())
+    x0, y0, x1, y1 = rec["box"]
+    s = 128 / (x1 - x0)
+    expected = [[900 * s, 0.0, (256 - x0) * s], [0.0, 900 * s, (256 - y0) * s], [0.0, 0.0, 1.0]]
+    np.testing.assert_allclose(rec["K"], expected, rtol=1e-5, atol=1e-3)
+    assert rec["K_source"] == "focal length 900 px, centred"
+    np.testing.assert_allclose(np.load(out / "astronaut" / "codes.npz")["K"], expected, rtol=1e-5, atol=1e-3)
+    # a downscaled photo: the focal length and the box are in the original's pixels, so the crop's K is the same
+    hand = (170.0, 80.0, 280.0, 200.0)
+    full = crop_photo(load_photo(photos / "astronaut.jpg"), 128, bbox=hand, focal=900.0)
+    small = crop_photo(load_photo(photos / "astronaut.jpg", max_side=256), 128, bbox=hand, focal=900.0)
+    assert small.info["downscale"] == 0.5 and small.info["box"] == full.info["box"]
+    torch.testing.assert_close(small.K, full.K)
+    plain = crop_photo(load_photo(photos / "astronaut.jpg"), 128)
+    assert plain.info["K_source"] == "default crop intrinsics" and plain.K[0, 0] == 256
+    with pytest.raises(ValueError, match="focal: expected a positive focal length in pixels, got -3"):
+        crop_photo(load_photo(photos / "astronaut.jpg"), 128, focal=-3)
 
 
 def test_images_that_are_already_crops_skip_detection(tmp_path):
@@ -277,6 +308,8 @@ def test_images_that_are_already_crops_skip_detection(tmp_path):
     (["--bbox", "10,10,90,90", "--face-index", "1"], "--bbox and --face-index"),
     (["--bbox", "10,10,90,90", "--cropped"], "--bbox and --cropped"),
     (["--cropped", "--face-index", "1"], "--face-index and --cropped"),
+    (["--focal", "0"], "--focal: expected a positive focal length in pixels, got 0.0"),
+    (["--focal", "nan"], "--focal: expected a positive focal length in pixels, got nan"),
     (["--steps", "5", "--no-refine"], "--steps: refinement steps were given with --no-refine"),
     (["--predictor", "small_regressor"], "--predictor: expected weights of kind 'DensePredictor', got 'Pix2NPHMRegressor'"),
     (["--resolution", "4"], "--resolution: expected 16 to 512"),
