@@ -301,6 +301,14 @@ def test_images_that_are_already_crops_skip_detection(tmp_path):
     failures = json.loads((out / "failures.json").read_text())
     assert [Path(f["input"]).name for f in failures] == ["wide.png"]
     assert "must be square" in failures[0]["error"] and "100 x 128" in failures[0]["error"]
+    # a folder of frames that are crops already: tracked without detection
+    (tmp_path / "frames").mkdir()
+    for k in range(2):
+        Image.fromarray(rgb).save(tmp_path / "frames" / f"{k:03d}.png")
+    assert main(["track", str(tmp_path / "frames"), "-o", str(tmp_path / "tracked"), "--cropped", "--no-video",
+                 *FAST]) == 0
+    crop = json.loads((tmp_path / "tracked" / "frames" / "crop.json").read_text())
+    assert crop["box"] == [0.0, 0.0, 128.0, 128.0] and crop["box_source"] == "whole image (already a crop)"
 
 
 @pytest.mark.parametrize("extra,message", [
