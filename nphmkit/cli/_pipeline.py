@@ -48,6 +48,21 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="detections a face needs (higher: fewer false faces; default 8)")
 
 
+def focal_note(args: argparse.Namespace, K, size: int) -> str | None:
+    """A note when ``--focal`` puts the crop's focal length outside the range the shipped regressor was trained on
+    (the synthetic renders' 1.8 to 4.0 crop widths): its pose and codes then extrapolate. None otherwise."""
+    if args.focal is None or args.regressor != "small_regressor":
+        return None
+    from nphmkit.data.synthetic.dataset import SynthConfig
+
+    lo, hi = SynthConfig.focal
+    widths = float(K[0, 0]) / size
+    if lo <= widths <= hi:
+        return None
+    return (f"the crop's focal length is {widths:.2f} crop widths, outside the {lo:g}-{hi:g} the shipped regressor "
+            "was trained on: its pose and codes extrapolate")
+
+
 def check_pipeline_flags(args: argparse.Namespace) -> dict:
     """Check the flags before any work; returns the provenance of every weight folder used."""
     from nphmkit.preprocess.detect import DetectorConfig

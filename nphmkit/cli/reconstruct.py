@@ -8,7 +8,7 @@ import argparse
 import time
 
 from nphmkit.cli._common import CliError
-from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, run_batch
+from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, run_batch
 
 
 def add_parser(sub, parents) -> None:
@@ -53,6 +53,7 @@ def _one(args, pipe, job, name: str, source) -> str:
         photo = load_photo(source, max_side=args.max_side)
         crop = crop_photo(photo, pipe.image_size, args.face_index, args.bbox_values, args.detector_config,
                           whole=args.cropped, focal=args.focal)
+        notes = [*photo.notes, *filter(None, [focal_note(args, crop.K, pipe.image_size)])]
         masks = None if args.mask is None else _mask_crop(args, photo, crop)
         rec = pipe.reconstruct(crop.image[None].to(args.device), crop.K.to(args.device), refine=args.refine,
                                steps=args.steps, seed=args.seed, progress=False, masks=masks)
@@ -61,7 +62,7 @@ def _one(args, pipe, job, name: str, source) -> str:
             row = write_item(folder, rec, 0, crop.photo, crop.info, mm=args.mm, resolution=args.resolution)
             row.update({"rank": job.rank, "seconds": round(time.perf_counter() - start, 2), "steps": list(rec.steps),
                         "timings": {k: round(v, 3) for k, v in rec.timings.items()},
-                        "face_box_source": crop.info["box_source"], "notes": list(photo.notes)})
+                        "face_box_source": crop.info["box_source"], "notes": notes})
             job.finish_item(folder, row)
     except (ImageReadError, NoFaceError) as err:
         job.fail(str(source), err)
@@ -73,9 +74,9 @@ def _one(args, pipe, job, name: str, source) -> str:
         return f"{name}: FAILED: {type(err).__name__}: {' '.join(str(err).split())}"
     side = crop.info["box"][2] - crop.info["box"][0]
     refined = f"refined {rec.steps[0]} steps" if rec.steps else "feed-forward"
-    notes = f" [{'; '.join(photo.notes)}]" if photo.notes else ""
+    tail = f" [{'; '.join(notes)}]" if notes else ""
     return (f"{name}: crop {side:.0f} px (face box: {crop.info['box_source']}), {refined}, "
-            f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}{notes}")
+            f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}{tail}")
 
 
 _CPU_MODELS: dict[int, object] = {}

@@ -274,6 +274,11 @@ def test_a_given_focal_length_gives_the_crop_its_intrinsics(photos, tmp_path):
     np.testing.assert_allclose(rec["K"], expected, rtol=1e-5, atol=1e-3)
     assert rec["K_source"] == "focal length 900 px, centred"
     np.testing.assert_allclose(np.load(out / "astronaut" / "codes.npz")["K"], expected, rtol=1e-5, atol=1e-3)
+    # 900 px is ~6 crop widths here, beyond the shipped regressor's 1.8-4.0: said so; 300 px (~2.1) is not
+    notes = json.loads((out / "astronaut" / "done").read_text())["notes"]
+    assert [n for n in notes if "outside the 1.8-4 the shipped regressor was trained on" in n], notes
+    assert main(["reconstruct", str(photos / "astronaut.jpg"), "-o", str(tmp_path / "near"), "--focal", "300", *FAST]) == 0
+    assert not [n for n in json.loads((tmp_path / "near" / "astronaut" / "done").read_text())["notes"] if "focal" in n]
     # a downscaled photo: the focal length and the box are in the original's pixels, so the crop's K is the same
     hand = (170.0, 80.0, 280.0, 200.0)
     full = crop_photo(load_photo(photos / "astronaut.jpg"), 128, bbox=hand, focal=900.0)
