@@ -72,7 +72,7 @@ def _whole(image: torch.Tensor, name: str, size: int, K: torch.Tensor | None = N
     h, w = image.shape[1:3]
     if h != w:
         raise ValueError(f"{name}: an image that is already a face crop must be square (the face box x1.42), "
-                         f"got {w} x {h} pixels; drop --cropped to detect the face instead")
+                         f"got {w} x {h} pixels; drop --cropped (whole=True) to detect the face instead")
     return crop(image, torch.tensor([[0.0, 0.0, float(w), float(h)]]).expand(image.shape[0], 4), size, K=K, square=False)
 
 
