@@ -299,6 +299,7 @@ def test_images_that_are_already_crops_skip_detection(tmp_path):
     Image.fromarray(rgb[:, :100]).save(tmp_path / "wide.png")
     out = tmp_path / "out"
     assert main(["reconstruct", str(demo), "-o", str(tmp_path / "detected"), *FAST]) == 1  # what --cropped is for
+    assert "or pass --cropped" in json.loads((tmp_path / "detected" / "failures.json").read_text())[0]["error"]
     assert main(["reconstruct", str(demo), str(tmp_path / "wide.png"), "-o", str(out), "--cropped", *FAST]) == 1
     crop = json.loads((out / "000000_rgb" / "crop.json").read_text())
     assert crop["box"] == [0.0, 0.0, 128.0, 128.0] and crop["box_source"] == "whole image (already a crop)"
