@@ -10,7 +10,9 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
   image (``predict_maps(..., flip_tta=True)``); ``"exact"``, the renderer's exact maps; ``"exact normals"``,
   the predicted maps with the exact normal map; ``"exact tails"``, the predicted normal map with its pixels
   more than 10 degrees off replaced by the exact normals; ``"exact bulk"``, the other way round (the exact
-  normal map with those pixels predicted);
+  normal map with those pixels predicted); ``"blend A"`` (A in 0..1), the maps between exact (A = 0) and
+  predicted (A = 1): normals ``normalize((1 - A) exact + A predicted)``, canonical points likewise (unnormalised),
+  the predicted mask and confidence -- roughly what a predictor with A times the shipped one's error would give;
 - ``"pose"``: the start pose, ``"regressor"`` (default); ``"pnp"``, from the predicted canonical map;
   ``"mean"``, the regressor's rotation and the mean of both translations; ``"gt"``, the true pose (an oracle);
 - ``"points"``: the canonical point term, ``"plain"`` (default); ``"centred"``, up to a global offset (the
@@ -52,7 +54,10 @@ DEFAULT_VARIANTS = {
 }
 
 
-CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk"),
+BLENDS = tuple(f"blend {a:g}" for a in (0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9))
+"""The ``"maps"`` values that blend exact and predicted maps."""
+
+CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk", *BLENDS),
            "pose": ("regressor", "pnp", "mean", "gt"),
            "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle")}
 """The variants' extra keys and their values, the default first."""
@@ -147,6 +152,13 @@ def main() -> int:
         tails = far_off(ff.maps.normals, exact.normals)[..., None]
         all_maps["exact tails"] = replace(ff.maps, normals=torch.where(tails, exact.normals, ff.maps.normals))
         all_maps["exact bulk"] = replace(ff.maps, normals=torch.where(tails, ff.maps.normals, exact.normals))
+        for blend in BLENDS:
+            a = float(blend.split()[1])
+            valid = (exact.mask & item["canonical_valid"][None])[..., None]  # where the exact point map is defined
+            canonical = torch.where(valid, (1 - a) * exact.canonical + a * ff.maps.canonical, ff.maps.canonical)
+            normals = torch.nn.functional.normalize((1 - a) * exact.normals + a * ff.maps.normals, dim=-1)
+            all_maps[blend] = replace(ff.maps, normals=torch.where(exact.mask[..., None], normals, ff.maps.normals),
+                                      canonical=canonical)
         start = FitResult(ff.z_id, ff.z_ex, ff.rotation, ff.translation, ff.scale)
         R_pnp, t_pnp = initial_pose(ff.maps.canonical, ff.maps.mask, None, item["K"][None], seed=i)
         starts = {"regressor": start, "gt": replace(start, rotation=item["R"][None], translation=item["t"][None]),
