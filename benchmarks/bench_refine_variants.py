@@ -152,7 +152,7 @@ def main() -> int:
         tails = far_off(ff.maps.normals, exact.normals)[..., None]
         all_maps["exact tails"] = replace(ff.maps, normals=torch.where(tails, exact.normals, ff.maps.normals))
         all_maps["exact bulk"] = replace(ff.maps, normals=torch.where(tails, ff.maps.normals, exact.normals))
-        for blend in BLENDS:
+        for blend in {over.get("maps") for over in variants.values()} & set(BLENDS):  # only those asked for
             a = float(blend.split()[1])
             valid = (exact.mask & item["canonical_valid"][None])[..., None]  # where the exact point map is defined
             canonical = torch.where(valid, (1 - a) * exact.canonical + a * ff.maps.canonical, ff.maps.canonical)

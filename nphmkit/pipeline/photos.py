@@ -67,13 +67,12 @@ def _crop_record(box_work, factor: float, original_size, size: int, source: str,
 WHOLE_SOURCE = "whole image (already a crop)"
 
 
-def _whole(image: torch.Tensor, name: str, size: int, K: torch.Tensor | None = None):
-    """The whole of a square ``image (B, H, W, 3)`` resampled to ``size``: the input is already a crop."""
-    h, w = image.shape[1:3]
+def _whole_box(h: int, w: int, name: str) -> torch.Tensor:
+    """The crop box ``(1, 4)`` of an ``h x w`` image that is already a face crop: all of it (it must be square)."""
     if h != w:
         raise ValueError(f"{name}: an image that is already a face crop must be square (the face box x1.42), "
                          f"got {w} x {h} pixels; drop --cropped (whole=True) to detect the face instead")
-    return crop(image, torch.tensor([[0.0, 0.0, float(w), float(h)]]).expand(image.shape[0], 4), size, K=K, square=False)
+    return torch.tensor([[0.0, 0.0, float(w), float(h)]])
 
 
 def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
@@ -88,7 +87,7 @@ def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
     image = torch.from_numpy(photo.image.copy()).float() / 255
     K_photo = None if focal is None else _photo_K(*image.shape[:2], focal * photo.factor)
     if whole:
-        out = _whole(image[None], str(photo.path), size, K_photo)
+        out = crop(image[None], _whole_box(*image.shape[:2], str(photo.path)), size, K=K_photo, square=False)
         source = WHOLE_SOURCE
     else:
         given = None if bbox is None else [float(v) * photo.factor for v in bbox]
@@ -112,15 +111,24 @@ def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int 
     """
     _check_focal(focal)
     h, w = frames[0].shape[:2]
-    K_frame = None if focal is None else _photo_K(h, w, focal)
     if whole:
-        crops = [_whole(torch.from_numpy(np.array(image)).float()[None] / 255, name, size).images[0].clamp(0, 1)
-                 for image in frames]
-        box = torch.tensor([[0.0, 0.0, float(w), float(h)]])
-        K = None if K_frame is None else (crop_transform(box, size) @ K_frame)[0]
-        record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, WHOLE_SOURCE, K=K, focal=focal)
-        record["frames_with_face"] = 0
-        return torch.stack(crops), K, record
+        box, source, used = _whole_box(h, w, name), WHOLE_SOURCE, 0
+    else:
+        face, source, used = _static_face(frames, name, face_index, bbox, detector, every)
+        box = square_box(torch.tensor([face], dtype=torch.float32))
+    crops = []
+    for image in frames:  # one at a time: a long video's full frames never sit in memory as floats
+        x = torch.from_numpy(np.array(image)).float()[None] / 255
+        crops.append(crop(x, box, size, square=False).images[0].clamp(0, 1))
+    K = None if focal is None else (crop_transform(box, size) @ _photo_K(h, w, focal))[0]
+    record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, source, K=K, focal=focal)
+    record["frames_with_face"] = used
+    return torch.stack(crops), K, record
+
+
+def _static_face(frames, name: str, face_index: int, bbox, detector: DetectorConfig, every: int):
+    """The face box of :func:`crop_frames`: the given ``bbox`` or the mean detection; with its source and the number
+    of frames averaged."""
     if bbox is not None:
         face, _ = find_face(frames[0], name, face_index, bbox, detector)
         source, used = "given", 0
@@ -136,12 +144,4 @@ def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int 
                               f"{len(frames[::max(1, every)])} searched frames; give one by hand with --bbox x0,y0,x1,y1, "
                               "or pass --cropped if the frames are already face crops")
         face, source, used = tuple(np.mean(np.asarray(boxes), axis=0).tolist()), "detector (mean over frames)", len(boxes)
-    crops = []
-    for image in frames:  # one at a time: a long video's full frames never sit in memory as floats
-        x = torch.from_numpy(np.array(image)).float()[None] / 255
-        crops.append(crop(x, torch.tensor([face], dtype=torch.float32), size).images[0].clamp(0, 1))
-    box = square_box(torch.tensor([face], dtype=torch.float32))
-    K = None if K_frame is None else (crop_transform(box, size) @ K_frame)[0]
-    record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, source, K=K, focal=focal)
-    record["frames_with_face"] = used
-    return torch.stack(crops), K, record
+    return face, source, used
