@@ -17,6 +17,8 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
   ``"mean"``, the regressor's rotation and the mean of both translations; ``"gt"``, the true pose (an oracle);
 - ``"points"``: the canonical point term, ``"plain"`` (default); ``"centred"``, up to a global offset (the
   residuals minus their weighted mean); ``"scaled"``, up to a global offset and scale; ``"off"``;
+- ``"normals"``: the normal term, ``"plain"`` (default); ``"rotated"``, up to a global rotation (each step the
+  weighted least-squares rotation of the rendered normals onto the targets is applied first);
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
@@ -59,7 +61,8 @@ BLENDS = tuple(f"blend {a:g}" for a in (0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9))
 
 CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk", *BLENDS),
            "pose": ("regressor", "pnp", "mean", "gt"),
-           "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle")}
+           "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle"),
+           "normals": ("plain", "rotated")}
 """The variants' extra keys and their values, the default first."""
 
 
@@ -83,6 +86,28 @@ def centred_point_term(ctx, robust: str = "huber", scaled: bool = False):
     if scaled:
         s = ((w[..., None] * dr * dt).sum((-2, -1)) / (w[..., None] * dr * dr).sum((-2, -1)).clamp_min(1e-12))[..., None, None]
     return point_map_loss(s * dr + mean_t, ctx.targets.points, w, robust)
+
+
+def rotated_normal_term(ctx, robust: str = "huber", delta: float = 0.1):
+    """The normal term up to a global rotation: each step, the rotation that best turns the rendered normals
+    onto the targets (weighted least squares, Kabsch; not differentiated) is applied to the rendered normals
+    first, so a predicted normal map turned by a degree over the whole image does not bend the shape."""
+    import torch
+
+    from nphmkit.losses import normal_map_loss
+
+    both = ctx.render.mask & ctx.targets.mask
+    w = both.to(ctx.render.normals.dtype)
+    if ctx.targets.confidence is not None:
+        w = w * ctx.targets.confidence
+    with torch.no_grad():
+        h = torch.einsum("bm,bmi,bmj->bij", w, ctx.render.normals, ctx.targets.normals)
+        u, _, vt = torch.linalg.svd(h)
+        d = torch.sign(torch.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
+        flip = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+        rot = vt.transpose(1, 2) @ flip @ u.transpose(1, 2)  # (B, 3, 3): rot @ n_render ~ n_target
+    normals = torch.einsum("bij,bmj->bmi", rot, ctx.render.normals)
+    return normal_map_loss(normals, ctx.targets.normals, w, robust, delta)
 
 
 def far_off(normals, exact_normals, degrees: float = 10.0):
@@ -167,7 +192,7 @@ def main() -> int:
         for name, over in variants.items():
             over = dict(over)
             steps = over.pop("steps", args.steps)
-            kind, pose, points, weights = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
+            kind, pose, points, weights, normal_kind = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
             m, first = all_maps[kind], starts[pose]
             confidence = pixel_weights(weights, m, exact)
             t0 = time.perf_counter()
@@ -176,11 +201,17 @@ def main() -> int:
             else:
                 cfg = replace(ImageFitConfig(steps=steps, patience=steps, seed=i), **over)
                 terms = None
+                if points != "plain" or normal_kind != "plain":
+                    terms = list(cfg.default_terms())
                 if points != "plain":
-                    terms = [t for t in cfg.default_terms() if t.name != "points"]
+                    terms = [t for t in terms if t.name != "points"]
                     if points in ("centred", "scaled"):
                         term = partial(centred_point_term, robust=cfg.robust, scaled=points == "scaled")
                         terms.append(LossTerm("points", cfg.w_points, term, "data"))
+                if normal_kind == "rotated":
+                    terms = [t for t in terms if t.name != "normals"]
+                    term = partial(rotated_normal_term, robust=cfg.robust, delta=cfg.normal_delta)
+                    terms.append(LossTerm("normals", cfg.w_normals, term, "data"))
                 res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=first, config=cfg,
                                 progress=False, confidence=confidence, terms=terms,
                                 point_valid=item["canonical_valid"][None] if kind == "exact" else None)

@@ -102,7 +102,7 @@ def _one(args, pipe, job, name: str, source) -> str:
             row = write_track(folder, rec, full, info, frames.indices, frames.fps, mm=args.mm,
                               resolution=args.resolution, video=not args.no_video)
             row.update({"rank": job.rank, "seconds": round(time.perf_counter() - start, 2), "frame_problems": frames.problems,
-                        "timings": {k: round(v, 3) for k, v in rec.timings.items()}})
+                        "timings": {k: round(v, 3) for k, v in rec.timings.items()}, "notes": [note] if note else []})
             job.finish_item(folder, row)
     except (ImageReadError, NoFaceError) as err:
         job.fail(str(source), err)

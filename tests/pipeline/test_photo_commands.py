@@ -230,6 +230,7 @@ def test_track_a_frame_folder_with_a_broken_frame(tmp_path):
     assert main(["track", str(tmp_path / "frames"), "-o", str(out), "--bbox", bbox, "--no-video", *FAST]) == 0
     done = json.loads((out / "frames" / "done").read_text())
     assert done["frames"] == 2 and len(done["frame_problems"]) == 1 and "001.png" in done["frame_problems"][0]
+    assert done["notes"] == []
     assert list(np.load(out / "frames" / "codes.npz")["frame_index"]) == [0, 2]
 
 
@@ -312,9 +313,12 @@ def test_images_that_are_already_crops_skip_detection(tmp_path):
     for k in range(2):
         Image.fromarray(rgb).save(tmp_path / "frames" / f"{k:03d}.png")
     assert main(["track", str(tmp_path / "frames"), "-o", str(tmp_path / "tracked"), "--cropped", "--no-video",
-                 *FAST]) == 0
+                 "--focal", "900", *FAST]) == 0
     crop = json.loads((tmp_path / "tracked" / "frames" / "crop.json").read_text())
     assert crop["box"] == [0.0, 0.0, 128.0, 128.0] and crop["box_source"] == "whole image (already a crop)"
+    assert crop["K"][0][0] == 900.0  # the whole image is the crop, so its focal length is the photo's
+    notes = json.loads((tmp_path / "tracked" / "frames" / "done").read_text())["notes"]  # ~7 crop widths: said so
+    assert [n for n in notes if "outside the 1.8-4 the shipped regressor was trained on" in n], notes
 
 
 @pytest.mark.parametrize("extra,message", [
