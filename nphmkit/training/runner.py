@@ -11,7 +11,8 @@ loss and what to write at the end); :func:`train` runs it for :class:`RunConfig`
 - **DDP** under ``torchrun`` (gloo on the CPU, nccl on CUDA); only rank 0 writes.
 - **Checkpoints** every ``checkpoint_every`` steps and at the end, atomically (model, optimizer,
   scheduler, RNG states, step); ``resume=True`` continues from the newest. SIGTERM / SIGINT finish
-  the current step, write a checkpoint and exit (status 143 / 130).
+  the current step, write a checkpoint and exit (status 143 / 130). A folder that holds a run (a
+  checkpoint or a log) is not trained over without ``resume`` or ``overwrite`` (:func:`prepare_run_dir`).
 - **Logs**: a progress bar (step, loss, items/s), ``log.csv`` always, TensorBoard events when the
   ``tensorboard`` extra is installed, ``loss.png`` at the end.
 - ``precision="bf16"`` autocasts the forward passes; ``accumulate`` micro-batches per step.
@@ -34,7 +35,10 @@ from torch import nn
 
 from nphmkit._progress import progress_bar
 from nphmkit.training import distributed as D
-from nphmkit.training.state import latest_checkpoint, load_state, save_state
+from nphmkit.training.state import checkpoint_step, latest_checkpoint, load_state, save_state
+
+RUN_FILES = ("checkpoints", "weights", "log.csv", "loss.png", "tensorboard")
+"""What a run writes into its folder (besides the task's own files): ``overwrite`` deletes these."""
 
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "constant")
@@ -192,10 +196,49 @@ class _Log:
             self.tb.close()
 
 
+def prepare_run_dir(run_dir: str | os.PathLike, steps: int, resume: bool = False, overwrite: bool = False,
+                    main: bool = True, also: tuple[str, ...] = ()) -> None:
+    """Check that ``run_dir`` may be trained into; with ``overwrite``, delete the earlier run's files first.
+
+    A folder that holds a run (a checkpoint in ``checkpoints/``, or ``log.csv``) is refused (``ValueError``
+    saying whether that run finished its ``steps`` or where it stopped) unless ``resume`` (continue it) or
+    ``overwrite`` (start again: :data:`RUN_FILES` and the task's files named in ``also`` are deleted, by the main
+    process only). Both at once are refused. An empty or missing folder passes.
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite: pass one of them (--resume continues the run in the folder, "
+                         "--overwrite deletes it and starts again)")
+    run_dir = Path(run_dir)
+    found = latest_checkpoint(run_dir)
+    if resume or (found is None and not (run_dir / "log.csv").exists()):
+        return
+    if not overwrite:
+        if found is None:
+            held = "the log of an earlier run (log.csv) but no checkpoint"
+        elif checkpoint_step(found) >= steps:
+            held = f"a finished run ({checkpoint_step(found)} steps)"
+        else:
+            held = f"a run stopped at step {checkpoint_step(found)} of {steps}"
+        raise ValueError(f"run folder: {run_dir} already holds {held}; pass --resume (resume=True) to continue it "
+                         f"or --overwrite (overwrite=True) to delete it and start again")
+    if main:
+        import shutil
+
+        for name in (*RUN_FILES, *also):
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
 def train(task: TrainTask, cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False,
-          progress: bool | None = None) -> Path:
+          progress: bool | None = None, overwrite: bool = False) -> Path:
     """Train ``task`` by ``cfg`` into ``run_dir`` (see the module notes); returns ``run_dir``.
 
+    ``resume``: continue from the folder's newest checkpoint (a damaged or mismatched one raises
+    :class:`~nphmkit.training.state.CheckpointError` naming it). ``overwrite``: delete the run the folder holds
+    and start again. Without either, a folder that holds a run is refused (:func:`prepare_run_dir`).
     Raises ``SystemExit(143)`` / ``SystemExit(130)`` after checkpointing when stopped by SIGTERM / SIGINT.
     """
     world = D.setup(cfg.device)
@@ -203,6 +246,8 @@ def train(task: TrainTask, cfg: RunConfig, run_dir: str | os.PathLike, resume: b
     if not isinstance(task, TrainTask):
         raise TypeError(f"task: expected a TrainTask (build_model, __len__, batch, loss, finish), got {type(task).__name__}")
     run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg.steps, resume, overwrite, world.main)
+    D.barrier(world)  # every process has looked at the folder before the first writes into it
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -53,15 +53,63 @@ def save_state(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, op
     return path
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: unreadable, not a training checkpoint, or made for another
+    model or optimizer. The message names the file and the reason."""
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step in a checkpoint's file name (``step_0000500.pt`` -> 500)."""
+    match = _NAME.fullmatch(Path(path).name)
+    if match is None:
+        raise ValueError(f"path: expected a checkpoint named step_NNNNNNN.pt, got {Path(path).name!r}")
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest checkpoint of a run folder, or None."""
-    found = sorted((Path(run_dir) / "checkpoints").glob("step_*.pt"))
+    found = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*.pt") if _NAME.fullmatch(p.name))
     return found[-1] if found else None
 
 
+def _mismatch(expected: dict, found: dict) -> str:
+    """What differs between two state dicts (names and shapes), in a few words; empty if nothing."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [f"{k} {tuple(found[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+              if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)]
+    parts = []
+    for what, names in (("missing", missing), ("unexpected", extra), ("of another shape", shapes)):
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            parts.append(f"{len(names)} tensor(s) {what}: {', '.join(names[:3])}{more}")
+    return "; ".join(parts)
+
+
 def load_state(path: str | os.PathLike, model: torch.nn.Module, optimizer, scheduler) -> int:
-    """Restore a checkpoint into ``model``, ``optimizer``, ``scheduler`` and the RNGs; returns its step."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """Restore a checkpoint into ``model``, ``optimizer``, ``scheduler`` and the RNGs; returns its step.
+
+    Raises :class:`CheckpointError` (naming ``path`` and the reason) for a damaged or foreign file, or one made
+    for another network or optimizer; nothing is restored then.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file raises RuntimeError, EOFError, KeyError, UnpicklingError, ...
+        reason = " ".join(str(err).split()).split(". ")[0][:160] or "empty or truncated"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})") from None
+    keys = ("step", "model", "optimizer", "scheduler", "rng")
+    missing = [k for k in keys if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (it has no {', '.join(missing)})")
+    problem = _mismatch(model.state_dict(), payload["model"])
+    if problem:
+        raise CheckpointError(f"{path}: made for another network than this run's: {problem}")
+    groups = payload["optimizer"].get("param_groups", [])
+    sizes = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
+    if [len(g.get("params", [])) for g in groups] != sizes:
+        raise CheckpointError(f"{path}: its optimizer has parameter groups of {[len(g.get('params', [])) for g in groups]} "
+                              f"tensors; this run's has {sizes}")
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

@@ -123,6 +123,19 @@ def test_train_command_writes_a_loadable_predictor(dataset, tmp_path, capsys):
         maps = net.predict_maps(torch.rand(1, 128, 128, 3))
     assert maps.normals.shape == (1, 128, 128, 3)
     json.loads((run / "weights" / "config.json").read_text())
+    # the finished run is not trained over without --overwrite (or continued without --resume)
+    again = ["train", "predictor", "--config", "tiny", "--set", f"data={dataset}", "-o", str(run), "--quiet"]
+    before = (run / "weights" / "weights.safetensors").read_bytes()
+    assert main([*again, "--set", "run.steps=12"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} already holds a finished run (12 steps)" in err and "--overwrite" in err and err.count("\n") == 1
+    assert (run / "weights" / "weights.safetensors").read_bytes() == before
+    assert main([*again, "--set", "run.steps=3", "--overwrite", "--resume"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+    assert main([*again, "--set", "run.steps=3", "--overwrite"]) == 0
+    with open(run / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [3]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000003.pt"]
 
 
 def test_train_command_refuses_bad_configs(dataset, tmp_path, capsys):
@@ -136,6 +149,7 @@ def test_train_command_refuses_bad_configs(dataset, tmp_path, capsys):
         assert main(["train", "predictor", *extra, "-o", str(tmp_path / "r"), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "r").exists(), extra  # no half-made run folder
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -83,6 +83,67 @@ def test_killed_and_resumed_run_reproduces_the_loss_curve(tmp_path):
     assert (run / "loss.png").is_file()
 
 
+def test_a_folder_that_holds_a_run_is_refused_without_resume_or_overwrite(tmp_path):
+    cfg = RunConfig(steps=3, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=100)
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    (run / "notes").mkdir(parents=True)  # a folder with unrelated files is fine
+    train(ToyTask(), cfg, run, progress=False)
+    first = (run / "final.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a finished run \(3 steps\); pass --resume"):
+        train(ToyTask(), cfg, run, progress=False)
+    with pytest.raises(ValueError, match="already holds a run stopped at step 3 of 5"):
+        train(ToyTask(), dataclasses.replace(cfg, steps=5), run, progress=False)
+    with pytest.raises(ValueError, match="resume and overwrite: pass one"):
+        train(ToyTask(), cfg, run, resume=True, overwrite=True, progress=False)
+    losses = _losses(run)
+    assert (run / "final.safetensors").read_bytes() == first and len(losses) == 3
+    train(ToyTask(), dataclasses.replace(cfg, steps=5), run, resume=True, progress=False)  # continued: 3 -> 5
+    assert _losses(run)[:3] == losses and len(_losses(run)) == 5
+    train(ToyTask(), dataclasses.replace(cfg, steps=2), run, overwrite=True, progress=False)  # started again
+    assert len(_losses(run)) == 2 and [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000002.pt"]
+    assert (run / "notes").is_dir()
+    (run / "checkpoints" / "step_0000002.pt").unlink()  # a log without a checkpoint is an earlier run too
+    with pytest.raises(ValueError, match=r"the log of an earlier run \(log.csv\) but no checkpoint"):
+        train(ToyTask(), cfg, run, progress=False)
+
+
+class WiderToy(ToyTask):
+    def build_model(self):
+        return torch.nn.Sequential(torch.nn.Linear(5, 24), torch.nn.Tanh(), torch.nn.Linear(24, 2))
+
+
+def test_a_damaged_or_foreign_checkpoint_is_refused_on_resume(tmp_path):
+    from nphmkit.training.state import CheckpointError
+
+    cfg = RunConfig(steps=3, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=100)
+    torch.set_num_threads(1)
+    train(ToyTask(), cfg, tmp_path / "good", progress=False)
+    good = (tmp_path / "good" / "checkpoints" / "step_0000003.pt").read_bytes()
+    more = dataclasses.replace(cfg, steps=4)
+    cases = [
+        (good[: len(good) // 2], ToyTask(), "not a readable checkpoint"),  # truncated
+        (b"", ToyTask(), "not a readable checkpoint"),
+        (b"not a checkpoint" * 8, ToyTask(), "not a readable checkpoint"),
+        (good, WiderToy(), r"made for another network than this run's: 3 tensor\(s\) of another shape: 0.weight "
+                           r"\(16, 5\) \(expected \(24, 5\)\)"),
+    ]
+    for k, (data, task, message) in enumerate(cases):
+        path = tmp_path / f"r{k}" / "checkpoints" / "step_0000003.pt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError, match=message) as err:
+            train(task, more, tmp_path / f"r{k}", resume=True, progress=False)
+        assert str(path) in str(err.value)
+    path = tmp_path / "r9" / "checkpoints" / "step_0000003.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"step": 3, "model": {}}, path)
+    with pytest.raises(CheckpointError, match="not a training checkpoint \\(it has no optimizer, scheduler, rng\\)"):
+        train(ToyTask(), more, tmp_path / "r9", resume=True, progress=False)
+    train(ToyTask(), more, tmp_path / "good", resume=True, progress=False)  # the undamaged one resumes
+    assert len(_losses(tmp_path / "good")) == 4
+
+
 def test_accumulation_and_bf16(tmp_path):
     cfg = RunConfig(steps=5, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=100)
     torch.set_num_threads(1)
