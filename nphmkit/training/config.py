@@ -66,6 +66,12 @@ def load_config(
         return OmegaConf.to_object(merged)
     except omegaconf.errors.OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
+        for item in overrides if not key else ():  # a failed merge of a whole section names no key: find it
+            try:
+                OmegaConf.merge(base, OmegaConf.from_dotlist([item]))
+            except omegaconf.errors.OmegaConfBaseException:
+                key = item.split("=", 1)[0].strip()
+                break
         message = str(err).splitlines()[0]
         raise ValueError(f"config: {key + ': ' if key else ''}{message}") from None
 

@@ -219,5 +219,7 @@ def test_configs_from_presets_files_and_overrides(tmp_path):
         load_config(_Config, None, ["run.steps=many"])
     with pytest.raises(ValueError, match="--set: expected key=value"):
         load_config(_Config, None, ["optim.lr"])
+    with pytest.raises(ValueError, match="config: optim: .*_Optim"):  # a whole section given a number
+        load_config(_Config, None, ["run.steps=5", "optim=3"])
     with pytest.raises(ValueError, match="presets: fast"):
         load_config(_Config, "slow", presets=presets)
