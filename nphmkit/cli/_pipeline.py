@@ -42,16 +42,63 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--focal", type=float, default=None, metavar="PX",
                    help="the photos' focal length in their own pixels, principal point at the centre (default: "
                         "unknown, the crop gets the default intrinsics, focal length 2 crop widths)")
+    p.add_argument("--intrinsics", default=None, metavar="JSON",
+                   help="the inputs' intrinsics in their own pixels: a JSON file with one 3x3 K for every input, "
+                        "{file name: K}, or an nphmkit dataset's index.json (as 'nphmkit synth' writes)")
     p.add_argument("--detector", default="lbp", choices=("lbp", "opencv"),
                    help="face detector: lbp (scikit-image, default) or opencv (the opencv extra)")
     p.add_argument("--min-neighbors", type=int, default=8,
                    help="detections a face needs (higher: fewer false faces; default 8)")
 
 
+def _read_intrinsics(path_text: str):
+    """``--intrinsics``: one ``(3, 3)`` K for every input, or ``{file name: K}`` (from a mapping or from a dataset
+    index's ``images`` records)."""
+    import json
+
+    from nphmkit.cli._common import input_file
+    from nphmkit.pipeline.photos import check_photo_K
+
+    path = input_file("--intrinsics", path_text)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CliError(f"--intrinsics: {path} is not readable JSON ({' '.join(str(err).split())})") from None
+    try:
+        if isinstance(data, list):
+            return check_photo_K(data, f"--intrinsics: {path}")
+        if isinstance(data, dict) and isinstance(data.get("images"), list):  # an nphmkit dataset's index.json
+            return {str(r["rgb"]): check_photo_K(r["K"], f"--intrinsics: {path}: {r['rgb']}") for r in data["images"]}
+        if isinstance(data, dict) and data:
+            return {str(name): check_photo_K(K, f"--intrinsics: {path}: {name}") for name, K in data.items()}
+    except (KeyError, TypeError) as err:
+        raise CliError(f"--intrinsics: {path}: a dataset index record lacks 'rgb' or 'K' ({err})") from None
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    raise CliError(f"--intrinsics: {path}: expected a 3x3 list, {{file name: 3x3}} or a dataset index.json, "
+                   f"got {type(data).__name__}{' (empty)' if not data else ''}")
+
+
+def input_K(args: argparse.Namespace, source):
+    """The ``--intrinsics`` K of one input (a photo, a video or a frame folder; looked up by file or folder name),
+    or None without the flag. ValueError (a recorded failure of that input) when the file has no entry for it."""
+    table = getattr(args, "intrinsics_table", None)
+    if table is None or not isinstance(table, dict):
+        return table
+    from pathlib import Path
+
+    name = Path(source).name
+    if name not in table:
+        raise ValueError(f"--intrinsics: {args.intrinsics} has no entry for {name} (it has {len(table)}: "
+                         f"{', '.join(sorted(table)[:3])}{', ...' if len(table) > 3 else ''})")
+    return table[name]
+
+
 def focal_note(args: argparse.Namespace, K, size: int) -> str | None:
-    """A note when ``--focal`` puts the crop's focal length outside the range the shipped regressor was trained on
-    (the synthetic renders' 1.8 to 4.0 crop widths): its pose and codes then extrapolate. None otherwise."""
-    if args.focal is None or args.regressor != "small_regressor":
+    """A note when ``--focal`` or ``--intrinsics`` puts the crop's focal length outside the range the shipped
+    regressor was trained on (the synthetic renders' 1.8 to 4.0 crop widths): its pose and codes then extrapolate.
+    None otherwise."""
+    if (args.focal is None and args.intrinsics is None) or args.regressor != "small_regressor":
         return None
     from nphmkit.data.synthetic.dataset import SynthConfig
 
@@ -88,6 +135,11 @@ def check_pipeline_flags(args: argparse.Namespace) -> dict:
         raise CliError(f"--face-index: expected 0 or more, got {args.face_index}")
     if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
         raise CliError(f"--focal: expected a positive focal length in pixels, got {args.focal}")
+    args.intrinsics_table = None
+    if args.intrinsics is not None:
+        if args.focal is not None:
+            raise CliError("--focal and --intrinsics: give the focal length or the intrinsics file, not both")
+        args.intrinsics_table = _read_intrinsics(args.intrinsics)
     if args.cropped and args.face_index:
         raise CliError("--face-index and --cropped: a crop holds one face and nothing is detected; drop --face-index")
     if args.bbox is not None:

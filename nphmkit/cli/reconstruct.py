@@ -8,7 +8,7 @@ import argparse
 import time
 
 from nphmkit.cli._common import CliError
-from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, run_batch
+from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, input_K, run_batch
 
 
 def add_parser(sub, parents) -> None:
@@ -52,7 +52,7 @@ def _one(args, pipe, job, name: str, source) -> str:
     try:
         photo = load_photo(source, max_side=args.max_side)
         crop = crop_photo(photo, pipe.image_size, args.face_index, args.bbox_values, args.detector_config,
-                          whole=args.cropped, focal=args.focal)
+                          whole=args.cropped, focal=args.focal, K=input_K(args, source))
         notes = [*photo.notes, *filter(None, [focal_note(args, crop.K, pipe.image_size)])]
         masks = None if args.mask is None else _mask_crop(args, photo, crop)
         rec = pipe.reconstruct(crop.image[None].to(args.device), crop.K.to(args.device), refine=args.refine,

@@ -8,7 +8,7 @@ import argparse
 import time
 
 from nphmkit.cli._common import CliError, say
-from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, run_batch
+from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, input_K, run_batch
 
 
 def add_parser(sub, parents) -> None:
@@ -88,7 +88,7 @@ def _one(args, pipe, job, name: str, source) -> str:
             say(args, f"{name}: {problem} (skipped)")
         crops, K, info = crop_frames(frames.images, str(source), pipe.image_size, args.face_index, args.bbox_values,
                                      args.detector_config, every=max(1, len(frames.images) // 16),
-                                     whole=args.cropped, focal=args.focal)
+                                     whole=args.cropped, focal=args.focal, K=input_K(args, source))
         note = focal_note(args, K, pipe.image_size)
         if note:
             say(args, f"{name}: {note}")

@@ -3,7 +3,7 @@
 :func:`crop_photo` finds the face (or takes a given box), crops the square box x1.42 around it at the
 working size, and records ``crop.json``'s fields: ``box`` in the original photo's pixels, the crop's
 intrinsics ``K`` (the default crop intrinsics, as a photo's own focal length is rarely known; or the crop of
-the photo's intrinsics where its focal length is given),
+the photo's intrinsics where its focal length or its ``K`` is given),
 ``image_size`` of the original and where the box came from. :func:`crop_frames` does the same for
 the frames of one video with one static box (the mean of the per-frame detections).
 """
@@ -45,13 +45,42 @@ def _check_focal(focal) -> None:
         raise ValueError(f"focal: expected a positive focal length in pixels, got {focal!r}")
 
 
+def check_photo_K(K, name: str = "K") -> torch.Tensor:
+    """``K`` as a float32 ``(3, 3)`` tensor of pinhole intrinsics (pixels): finite, positive focal lengths, last
+    row ``[0, 0, 1]``; ValueError naming ``name`` otherwise."""
+    try:
+        K = torch.as_tensor(K, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected a 3 x 3 matrix of numbers, got {K!r}") from None
+    if K.shape != (3, 3):
+        raise ValueError(f"{name}: expected a 3 x 3 intrinsics matrix, got shape {tuple(K.shape)}")
+    if not (torch.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0 and K[2].tolist() == [0.0, 0.0, 1.0]):
+        raise ValueError(f"{name}: expected finite intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, "
+                         f"got {K.tolist()}")
+    return K
+
+
+def _given_K(h: int, w: int, factor: float, focal: float | None, K) -> tuple[torch.Tensor | None, str]:
+    """The intrinsics of an ``h x w`` working image (the photo downscaled by ``factor``) from a focal length or a
+    ``K`` in the original photo's pixels, and how they were given; ``(None, ...)`` when neither is."""
+    _check_focal(focal)
+    if focal is not None and K is not None:
+        raise ValueError("focal and K: give the photo's focal length or its intrinsics, not both")
+    if focal is not None:
+        return _photo_K(h, w, focal * factor), f"focal length {focal:g} px, centred"
+    if K is not None:
+        scale = torch.tensor([[factor, 0.0, 0.0], [0.0, factor, 0.0], [0.0, 0.0, 1.0]])
+        return scale @ check_photo_K(K), "given intrinsics"
+    return None, "default crop intrinsics"
+
+
 def _crop_record(box_work, factor: float, original_size, size: int, source: str, notes=(),
-                 K: torch.Tensor | None = None, focal: float | None = None) -> tuple[dict, torch.Tensor]:
+                 K: torch.Tensor | None = None, K_source: str = "default crop intrinsics") -> tuple[dict, torch.Tensor]:
     K = default_intrinsics((size, size))[0] if K is None else K
     record = {
         "box": [round(float(v) / factor, 3) for v in box_work],
         "K": K.tolist(),
-        "K_source": "default crop intrinsics" if focal is None else f"focal length {focal:g} px, centred",
+        "K_source": K_source,
         "image_size": [int(original_size[0]), int(original_size[1])],
         "crop_size": size,
         "box_source": source,
@@ -76,16 +105,17 @@ def _whole_box(h: int, w: int, name: str) -> torch.Tensor:
 
 
 def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
-               detector: DetectorConfig = DEFAULT_DETECTOR, whole: bool = False, focal: float | None = None) -> PhotoCrop:
+               detector: DetectorConfig = DEFAULT_DETECTOR, whole: bool = False, focal: float | None = None,
+               K=None) -> PhotoCrop:
     """The ``size``-pixel face crop of ``photo`` (see the module notes). ``bbox``: a face box by hand, in the
     original photo's pixels. ``whole=True``: the photo is already a face crop in the networks' framing (square,
     the face box x1.42, as ``nphmkit synth`` writes images); it is resampled to ``size`` without detection, and
     a photo that is not square raises ValueError. ``focal``: the photo's focal length in its original pixels
-    (principal point at its centre), for the crop's ``K``; None: the default crop intrinsics. Raises
+    (principal point at its centre), or ``K`` its ``(3, 3)`` intrinsics in those pixels, for the crop's ``K`` (seen
+    through the crop box); neither: the default crop intrinsics. Raises
     :class:`~nphmkit.preprocess.detect.NoFaceError` naming the photo when no face is found."""
-    _check_focal(focal)
     image = torch.from_numpy(photo.image.copy()).float() / 255
-    K_photo = None if focal is None else _photo_K(*image.shape[:2], focal * photo.factor)
+    K_photo, K_source = _given_K(*image.shape[:2], photo.factor, focal, K)
     if whole:
         out = crop(image[None], _whole_box(*image.shape[:2], str(photo.path)), size, K=K_photo, square=False)
         source = WHOLE_SOURCE
@@ -94,23 +124,23 @@ def crop_photo(photo: Photo, size: int, face_index: int = 0, bbox=None,
         face, source = find_face(photo.image, str(photo.path), face_index, given, detector)
         out = crop(image[None], torch.tensor([face], dtype=torch.float32), size, K=K_photo)
     record, K = _crop_record(out.box[0].tolist(), photo.factor, photo.original_size, size, source, photo.notes,
-                             None if out.K is None else out.K[0], focal)
+                             None if out.K is None else out.K[0], K_source)
     return PhotoCrop(out.images[0].clamp(0, 1), K, image, record)
 
 
 def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int = 0, bbox=None,
                 detector: DetectorConfig = DEFAULT_DETECTOR, every: int = 1,
-                whole: bool = False, focal: float | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                whole: bool = False, focal: float | None = None, K=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Crop all ``frames`` (each ``(H, W, 3)`` uint8, one size) with one static box: the given ``bbox`` or the
     mean face box over the frames (every ``every``-th frame is searched) where a face was found; with
     ``whole=True`` the frames are already face crops (square; see :func:`crop_photo`) and are only resampled.
-    ``focal``: the frames' focal length in pixels, as in :func:`crop_photo`.
+    ``focal`` / ``K``: the frames' focal length or intrinsics in their pixels, as in :func:`crop_photo`.
 
     Returns ``crops (T, size, size, 3)`` float, ``K (3, 3)`` and the ``crop.json`` record (with the number of
     frames the box was averaged over). Raises :class:`NoFaceError` when no searched frame has a face.
     """
-    _check_focal(focal)
     h, w = frames[0].shape[:2]
+    K_frames, K_source = _given_K(h, w, 1.0, focal, K)
     if whole:
         box, source, used = _whole_box(h, w, name), WHOLE_SOURCE, 0
     else:
@@ -120,8 +150,8 @@ def crop_frames(frames: list[np.ndarray], name: str, size: int, face_index: int 
     for image in frames:  # one at a time: a long video's full frames never sit in memory as floats
         x = torch.from_numpy(np.array(image)).float()[None] / 255
         crops.append(crop(x, box, size, square=False).images[0].clamp(0, 1))
-    K = None if focal is None else (crop_transform(box, size) @ _photo_K(h, w, focal))[0]
-    record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, source, K=K, focal=focal)
+    K = None if K_frames is None else (crop_transform(box, size) @ K_frames)[0]
+    record, K = _crop_record(box[0].tolist(), 1.0, (h, w), size, source, K=K, K_source=K_source)
     record["frames_with_face"] = used
     return torch.stack(crops), K, record
 

@@ -292,6 +292,63 @@ def test_a_given_focal_length_gives_the_crop_its_intrinsics(photos, tmp_path):
         crop_photo(load_photo(photos / "astronaut.jpg"), 128, focal=-3)
 
 
+def test_intrinsics_from_a_file(tmp_path, capsys):
+    """``--intrinsics``: a dataset's index.json gives each synthetic crop its own K (scaled from the 64 px image to
+    the 128 px crop); one K for every input and a {name: K} map work alike; an input the map lacks is a recorded
+    failure naming it; a bad file is a one-line error before any work."""
+    from nphmkit.pipeline.photos import crop_photo
+    from nphmkit.preprocess.images import load_photo
+
+    synth = tmp_path / "synth"
+    assert main(["synth", "-n", "2", "--size", "64", "-o", str(synth), "--quiet"]) == 0
+    index = json.loads((synth / "index.json").read_text())["images"]
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(synth), "--cropped", "--intrinsics", str(synth / "index.json"), "-o", str(out),
+                 *FAST]) == 0
+    for record in index:
+        crop = json.loads((out / Path(record["rgb"]).stem / "crop.json").read_text())
+        expected = np.diag([2.0, 2.0, 1.0]) @ np.asarray(record["K"])
+        np.testing.assert_allclose(crop["K"], expected, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(np.load(out / Path(record["rgb"]).stem / "codes.npz")["K"], expected, rtol=1e-5,
+                                   atol=1e-4)
+        assert crop["K_source"] == "given intrinsics"
+    first = synth / index[0]["rgb"]
+    one_K = [[200.0, 0.0, 30.0], [0.0, 200.0, 34.0], [0.0, 0.0, 1.0]]
+    (tmp_path / "one.json").write_text(json.dumps(one_K))
+    (tmp_path / "map.json").write_text(json.dumps({first.name: one_K}))
+    for name, rc in (("one.json", 0), ("map.json", 1)):
+        assert main(["reconstruct", str(synth), "--cropped", "--intrinsics", str(tmp_path / name), "-o",
+                     str(tmp_path / name[:-5]), *FAST]) == rc
+        crop = json.loads((tmp_path / name[:-5] / first.stem / "crop.json").read_text())
+        np.testing.assert_allclose(crop["K"], np.diag([2.0, 2.0, 1.0]) @ np.asarray(one_K), rtol=1e-6)
+    failures = json.loads((tmp_path / "map" / "failures.json").read_text())
+    assert len(failures) == 1 and f"has no entry for {index[1]['rgb']}" in failures[0]["error"]
+    # the library: a K with the principal point at the centre is the focal length; downscaling keeps the crop's K
+    photo = load_photo(first)
+    centred = [[150.0, 0.0, 32.0], [0.0, 150.0, 32.0], [0.0, 0.0, 1.0]]
+    torch.testing.assert_close(crop_photo(photo, 128, whole=True, K=centred).K,
+                               crop_photo(photo, 128, whole=True, focal=150.0).K)
+    torch.testing.assert_close(crop_photo(load_photo(first, max_side=64), 128, whole=True, K=one_K).K,
+                               crop_photo(photo, 128, whole=True, K=one_K).K)
+    with pytest.raises(ValueError, match="focal and K: give"):
+        crop_photo(photo, 128, whole=True, K=one_K, focal=150.0)
+    with pytest.raises(ValueError, match="K: expected finite intrinsics"):
+        crop_photo(photo, 128, whole=True, K=[[0.0, 0, 32], [0, 150, 32], [0, 0, 1]])
+    bad = [("[[1, 2], [3, 4]]", "expected a 3 x 3 intrinsics matrix, got shape (2, 2)"),
+           ("{nope", "is not readable JSON"), ("{}", "expected a 3x3 list"),
+           ('{"images": [{"K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}]}', "lacks 'rgb' or 'K'"),
+           ('{"a.png": [[1, 0, 0], [0, 1, 0], [0, 0, 2]]}', "a.png: expected finite intrinsics")]
+    for k, (text, message) in enumerate(bad):
+        (tmp_path / f"bad{k}.json").write_text(text)
+        assert main(["reconstruct", str(synth), "--cropped", "--intrinsics", str(tmp_path / f"bad{k}.json"), "-o",
+                     str(tmp_path / "never"), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["reconstruct", str(first), "--intrinsics", str(tmp_path / "one.json"), "--focal", "200", "-o",
+                 str(tmp_path / "never"), *FAST]) == 2
+    assert "--focal and --intrinsics" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
 def test_images_that_are_already_crops_skip_detection(tmp_path):
     """``--cropped``: the shipped demo image (a 128 px synthetic crop, where the detector finds no face) is
     reconstructed from the whole image; a non-square input is a recorded failure naming the fix."""
