@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     main = int(os.environ.get("RANK", "0")) == 0
     # refused or cleared before any data is read (the NPHM's synthetic samples are cached in the folder)
     prepare_run_dir(Path(args.output).expanduser(), cfg.run.steps, args.resume, args.overwrite, main,
-                    also=("samples.safetensors", "config.yaml"))
+                    also=("samples.safetensors", "codes.safetensors", "config.yaml"))
     existed = Path(args.output).expanduser().exists()
     run_dir = output_folder(args, "-o/--output", args.output) if main else args.output
     say(args, f"loading {cfg.data} ...")
