@@ -19,6 +19,10 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
   residuals minus their weighted mean); ``"scaled"``, up to a global offset and scale; ``"off"``;
 - ``"normals"``: the normal term, ``"plain"`` (default); ``"rotated"``, up to a global rotation (each step the
   weighted least-squares rotation of the rendered normals onto the targets is applied first);
+- ``"K"``: the intrinsics the pipeline is given, ``"true"`` (default, the render's) or ``"default"`` (the default
+  crop intrinsics, focal length 2 crop widths: what a photo of unknown focal length gets); with ``"default"`` the
+  feed-forward pose and the refinement both use them (the feed-forward codes do not depend on ``K``), and the
+  posed and landmark figures are then in another camera than the truth's: compare the NoW mean only;
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
@@ -62,7 +66,7 @@ BLENDS = tuple(f"blend {a:g}" for a in (0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9))
 CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk", *BLENDS),
            "pose": ("regressor", "pnp", "mean", "gt"),
            "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle"),
-           "normals": ("plain", "rotated")}
+           "normals": ("plain", "rotated"), "K": ("true", "default")}
 """The variants' extra keys and their values, the default first."""
 
 
@@ -143,6 +147,7 @@ def main() -> int:
     from nphmkit.heads.dense import DenseMaps, DensePredictor
     from nphmkit.pipeline import Pix2NPHM
     from nphmkit.pretrained import load_small_nphm, load_small_predictor, load_small_regressor
+    from nphmkit.render import default_intrinsics
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "out" / "small_predictor" / "heldout")
@@ -192,8 +197,14 @@ def main() -> int:
         for name, over in variants.items():
             over = dict(over)
             steps = over.pop("steps", args.steps)
-            kind, pose, points, weights, normal_kind = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
-            m, first = all_maps[kind], starts[pose]
+            kind, pose, points, weights, normal_kind, K_kind = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
+            m, first, K = all_maps[kind], starts[pose], item["K"]
+            if K_kind == "default":  # the pose of the regressor's start in the default camera
+                if pose != "regressor":
+                    raise SystemExit(f"--variants: {name!r}: K='default' starts from the regressor's pose only")
+                K = default_intrinsics((item["rgb"].shape[0], item["rgb"].shape[1]))[0]
+                dff = pipe.reconstruct(item["rgb"][None], K, refine=False)
+                first = FitResult(dff.z_id, dff.z_ex, dff.rotation, dff.translation, dff.scale)
             confidence = pixel_weights(weights, m, exact)
             t0 = time.perf_counter()
             if steps == 0:
@@ -212,7 +223,7 @@ def main() -> int:
                     terms = [t for t in terms if t.name != "normals"]
                     term = partial(rotated_normal_term, robust=cfg.robust, delta=cfg.normal_delta)
                     terms.append(LossTerm("normals", cfg.w_normals, term, "data"))
-                res = fit_image(model, m.normals, m.canonical, m.mask, item["K"][None], init=first, config=cfg,
+                res = fit_image(model, m.normals, m.canonical, m.mask, K[None], init=first, config=cfg,
                                 progress=False, confidence=confidence, terms=terms,
                                 point_valid=item["canonical_valid"][None] if kind == "exact" else None)
             row = evaluate_stage(model, (res.z_id, res.z_ex), (res.rotation, res.translation, res.scale), gt, item, 96)
