@@ -23,6 +23,8 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
   crop intrinsics, focal length 2 crop widths: what a photo of unknown focal length gets); with ``"default"`` the
   feed-forward pose and the refinement both use them (the feed-forward codes do not depend on ``K``), and the
   posed and landmark figures are then in another camera than the truth's: compare the NoW mean only;
+  ``"estimated"``, the same with the focal length estimated from the predicted canonical map
+  (:func:`nphmkit.fitting.focal.estimate_focal`, principal point at the centre: ``--focal auto``);
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
@@ -66,7 +68,7 @@ BLENDS = tuple(f"blend {a:g}" for a in (0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9))
 CHOICES = {"maps": ("predicted", "flip", "exact", "exact normals", "exact tails", "exact bulk", *BLENDS),
            "pose": ("regressor", "pnp", "mean", "gt"),
            "points": ("plain", "centred", "scaled", "off"), "weights": ("confidence", "none", "squared", "oracle"),
-           "normals": ("plain", "rotated"), "K": ("true", "default")}
+           "normals": ("plain", "rotated"), "K": ("true", "default", "estimated")}
 """The variants' extra keys and their values, the default first."""
 
 
@@ -142,6 +144,7 @@ def main() -> int:
 
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
+    from nphmkit.fitting.focal import estimate_focal
     from nphmkit.fitting.image import initial_pose
     from nphmkit.fitting.terms import LossTerm
     from nphmkit.heads.dense import DenseMaps, DensePredictor
@@ -199,10 +202,14 @@ def main() -> int:
             steps = over.pop("steps", args.steps)
             kind, pose, points, weights, normal_kind, K_kind = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
             m, first, K = all_maps[kind], starts[pose], item["K"]
-            if K_kind == "default":  # the pose of the regressor's start in the default camera
+            if K_kind != "true":  # the pose of the regressor's start in that camera
                 if pose != "regressor":
-                    raise SystemExit(f"--variants: {name!r}: K='default' starts from the regressor's pose only")
+                    raise SystemExit(f"--variants: {name!r}: K={K_kind!r} starts from the regressor's pose only")
                 K = default_intrinsics((item["rgb"].shape[0], item["rgb"].shape[1]))[0]
+                if K_kind == "estimated":
+                    K = estimate_focal(ff.maps.canonical[0], ff.maps.mask[0], seed=0).K
+                    print(f"image {i} | {name} | focal {float(K[0, 0]) / item['rgb'].shape[1]:.1f} widths (true "
+                          f"{float(item['K'][0, 0]) / item['rgb'].shape[1]:.2f})", flush=True)
                 dff = pipe.reconstruct(item["rgb"][None], K, refine=False)
                 first = FitResult(dff.z_id, dff.z_ex, dff.rotation, dff.translation, dff.scale)
             confidence = pixel_weights(weights, m, exact)

@@ -39,9 +39,10 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cropped", action="store_true",
                    help="the inputs are already square face crops framed as the networks were trained (the face box "
                         "x1.42, as 'nphmkit synth' and the demo images): no detection, the whole image is used")
-    p.add_argument("--focal", type=float, default=None, metavar="PX",
-                   help="the photos' focal length in their own pixels, principal point at the centre (default: "
-                        "unknown, the crop gets the default intrinsics, focal length 2 crop widths)")
+    p.add_argument("--focal", type=_focal_value, default=None, metavar="PX|auto",
+                   help="the photos' focal length in their own pixels, principal point at the centre; 'auto' "
+                        "estimates it from the predicted canonical map (default: unknown, the crop gets the default "
+                        "intrinsics, focal length 2 crop widths)")
     p.add_argument("--intrinsics", default=None, metavar="JSON",
                    help="the inputs' intrinsics in their own pixels: a JSON file with one 3x3 K for every input, "
                         "{file name: K}, or an nphmkit dataset's index.json (as 'nphmkit synth' writes)")
@@ -49,6 +50,16 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                    help="face detector: lbp (scikit-image, default) or opencv (the opencv extra)")
     p.add_argument("--min-neighbors", type=int, default=8,
                    help="detections a face needs (higher: fewer false faces; default 8)")
+
+
+def _focal_value(text: str):
+    """``--focal``: a number of pixels, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a focal length in pixels or 'auto', got {text!r}") from None
 
 
 def _read_intrinsics(path_text: str):
@@ -98,7 +109,7 @@ def focal_note(args: argparse.Namespace, K, size: int) -> str | None:
     """A note when ``--focal`` or ``--intrinsics`` puts the crop's focal length outside the range the shipped
     regressor was trained on (the synthetic renders' 1.8 to 4.0 crop widths): its pose and codes then extrapolate.
     None otherwise."""
-    if (args.focal is None and args.intrinsics is None) or args.regressor != "small_regressor":
+    if (args.focal is None and args.intrinsics is None and not args.focal_auto) or args.regressor != "small_regressor":
         return None
     from nphmkit.data.synthetic.dataset import SynthConfig
 
@@ -133,6 +144,14 @@ def check_pipeline_flags(args: argparse.Namespace) -> dict:
             raise CliError("--device: cuda was asked for, but torch sees no CUDA GPU")
     if args.face_index < 0:
         raise CliError(f"--face-index: expected 0 or more, got {args.face_index}")
+    args.focal_auto = args.focal == "auto"
+    if args.focal_auto:
+        if args.intrinsics is not None:
+            raise CliError("--focal and --intrinsics: give the focal length or the intrinsics file, not both")
+        if args.pixel3dmm_normals is not None:
+            raise CliError("--focal auto and --pixel3dmm-normals: the focal length is estimated from a canonical "
+                           "point map, which the Pixel3DMM normal network does not predict")
+        args.focal = None
     if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
         raise CliError(f"--focal: expected a positive focal length in pixels, got {args.focal}")
     args.intrinsics_table = None

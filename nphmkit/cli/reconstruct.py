@@ -53,6 +53,13 @@ def _one(args, pipe, job, name: str, source) -> str:
         photo = load_photo(source, max_side=args.max_side)
         crop = crop_photo(photo, pipe.image_size, args.face_index, args.bbox_values, args.detector_config,
                           whole=args.cropped, focal=args.focal, K=input_K(args, source))
+        if args.focal_auto:
+            from dataclasses import replace
+
+            from nphmkit.pipeline.photos import estimate_photo_focal
+
+            K, info = estimate_photo_focal(pipe, crop.image[None], crop.info)
+            crop = replace(crop, K=K, info=info)
         notes = [*photo.notes, *filter(None, [focal_note(args, crop.K, pipe.image_size)])]
         masks = None if args.mask is None else _mask_crop(args, photo, crop)
         rec = pipe.reconstruct(crop.image[None].to(args.device), crop.K.to(args.device), refine=args.refine,

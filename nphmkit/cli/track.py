@@ -89,6 +89,10 @@ def _one(args, pipe, job, name: str, source) -> str:
         crops, K, info = crop_frames(frames.images, str(source), pipe.image_size, args.face_index, args.bbox_values,
                                      args.detector_config, every=max(1, len(frames.images) // 16),
                                      whole=args.cropped, focal=args.focal, K=input_K(args, source))
+        if args.focal_auto:
+            from nphmkit.pipeline.photos import estimate_photo_focal
+
+            K, info = estimate_photo_focal(pipe, crops, info)
         note = focal_note(args, K, pipe.image_size)
         if note:
             say(args, f"{name}: {note}")

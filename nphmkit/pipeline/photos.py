@@ -175,3 +175,36 @@ def _static_face(frames, name: str, face_index: int, bbox, detector: DetectorCon
                               "or pass --cropped if the frames are already face crops")
         face, source, used = tuple(np.mean(np.asarray(boxes), axis=0).tolist()), "detector (mean over frames)", len(boxes)
     return face, source, used
+
+
+def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5) -> tuple[torch.Tensor, dict]:
+    """The photo's focal length estimated from the predicted canonical maps of its crops, for a photo whose camera
+    is unknown (``--focal auto``).
+
+    ``crops (T, n, n, 3)``: the crops of one photo or one video's frames, all cut by ``info["box"]`` (``crop.json``'s
+    record) from images of ``info["image_size"]``. The candidates are the photo's intrinsics with the principal
+    point at its centre and focal lengths of :data:`~nphmkit.fitting.focal.DEFAULT_WIDTHS` crop widths, seen
+    through the crop box; :func:`~nphmkit.fitting.focal.estimate_focal` scores each on up to ``frames`` evenly
+    spaced crops (their summed median reprojection errors). Returns the crops' ``K (3, 3)`` and ``info`` with that
+    ``K`` and its ``K_source``. Raises ValueError when the predictor has no canonical output.
+    """
+    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_focal
+
+    box = torch.tensor([info["box"]], dtype=torch.float32)
+    side = float(box[0, 2] - box[0, 0])
+    h, w = info["image_size"]
+    size = int(crops.shape[1])
+    Ks = torch.stack([_photo_K(h, w, f * side) for f in DEFAULT_WIDTHS])
+    candidates = crop_transform(box, size) @ Ks  # (C, 3, 3) in crop pixels
+    picks = torch.linspace(0, crops.shape[0] - 1, min(frames, crops.shape[0])).round().long().unique()
+    maps = pipe.maps(crops[picks])
+    if maps.canonical is None:
+        raise ValueError("--focal auto: the predictor has no canonical point map to estimate the focal length from")
+    errors = sum(estimate_focal(maps.canonical[j], maps.mask[j], candidates).errors for j in range(picks.numel()))
+    k = int(errors.argmin())
+    widths = DEFAULT_WIDTHS[k]
+    K = candidates[k]
+    record = {**info, "K": K.tolist(),
+              "K_source": f"estimated from the predicted canonical map: focal length {widths * side:.0f} px "
+                          f"({widths:.1f} crop widths), centred"}
+    return K, record

@@ -1,4 +1,5 @@
-"""The point terms that benchmarks/bench_refine_variants.py swaps into ``fit_image`` (its ``"points"`` choices)."""
+"""The terms that benchmarks/bench_refine_variants.py swaps into ``fit_image`` (its ``"points"`` and ``"normals"``
+choices)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_refine_variants import centred_point_term  # noqa: E402
+from bench_refine_variants import centred_point_term, rotated_normal_term  # noqa: E402
 
 from nphmkit.losses import point_map_loss  # noqa: E402
 
@@ -55,3 +56,22 @@ def test_scaled_point_term_passes_gradients():
     mask = torch.ones(1, 17, dtype=torch.bool)
     centred_point_term(_ctx(points, target, mask), "cauchy", scaled=True).backward()
     assert points.grad is not None and torch.isfinite(points.grad).all() and points.grad.abs().sum() > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(4, 41), seed=st.integers(0, 10_000), angle=st.floats(0.005, 0.1),
+       robust=st.sampled_from(["huber", "cauchy", "l2"]))
+def test_rotated_normal_term_ignores_one_rotation_of_the_whole_map(n, seed, angle, robust):
+    from nphmkit.losses import normal_map_loss
+    from nphmkit.transforms import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(seed)
+    normals = torch.nn.functional.normalize(torch.randn(1, n, 3, generator=g, dtype=torch.float64), dim=-1)
+    mask = torch.ones(1, n, dtype=torch.bool)
+    axis = torch.nn.functional.normalize(torch.randn(1, 3, generator=g, dtype=torch.float64), dim=-1)
+    R = axis_angle_to_matrix(axis * angle)  # (1, 3, 3)
+    turned = normals @ R.transpose(1, 2)  # every target normal turned by one rotation
+    ctx = SimpleNamespace(render=SimpleNamespace(normals=normals, mask=mask),
+                          targets=SimpleNamespace(normals=turned, mask=mask, confidence=None))
+    assert float(rotated_normal_term(ctx, robust, 0.05)) < 1e-9
+    assert float(normal_map_loss(normals, turned, mask, robust, 0.05)) > 1e-6  # the plain term sees it

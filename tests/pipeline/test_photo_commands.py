@@ -227,10 +227,12 @@ def test_track_a_frame_folder_with_a_broken_frame(tmp_path):
     (tmp_path / "frames" / "001.png").write_bytes(b"broken")
     out = tmp_path / "out"
     bbox = ",".join(f"{v:.1f}" for v in box)
-    assert main(["track", str(tmp_path / "frames"), "-o", str(out), "--bbox", bbox, "--no-video", *FAST]) == 0
+    assert main(["track", str(tmp_path / "frames"), "-o", str(out), "--bbox", bbox, "--no-video", "--focal", "auto",
+                 *FAST]) == 0
+    assert json.loads((out / "frames" / "crop.json").read_text())["K_source"].startswith("estimated from the predicted")
     done = json.loads((out / "frames" / "done").read_text())
     assert done["frames"] == 2 and len(done["frame_problems"]) == 1 and "001.png" in done["frame_problems"][0]
-    assert done["notes"] == []
+    assert [n for n in done["notes"] if "focal length" not in n] == []  # at most the estimated focal length's note
     assert list(np.load(out / "frames" / "codes.npz")["frame_index"]) == [0, 2]
 
 
@@ -347,6 +349,40 @@ def test_intrinsics_from_a_file(tmp_path, capsys):
     assert main(["reconstruct", str(first), "--intrinsics", str(tmp_path / "one.json"), "--focal", "200", "-o",
                  str(tmp_path / "never"), *FAST]) == 2
     assert "--focal and --intrinsics" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_focal_auto_estimates_the_photo_focal_length(photos, tmp_path, capsys):
+    """``--focal auto``: the photo's focal length (principal point at its centre) is estimated from the predicted
+    canonical map among 1.4 to 5 crop widths, and the crop's K is that camera seen through the crop box."""
+    import re
+
+    from nphmkit.fitting.focal import DEFAULT_WIDTHS
+
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photos / "astronaut.jpg"), "--bbox", "170,80,280,200", "--focal", "auto", "-o",
+                 str(out), *FAST]) == 0
+    rec = json.loads((out / "astronaut" / "crop.json").read_text())
+    found = re.fullmatch(r"estimated from the predicted canonical map: focal length (\d+) px \(([\d.]+) crop "
+                         r"widths\), centred", rec["K_source"])
+    assert found, rec["K_source"]
+    x0, y0, x1, y1 = rec["box"]
+    widths = float(found.group(2))
+    assert widths in DEFAULT_WIDTHS and abs(int(found.group(1)) - widths * (x1 - x0)) <= 0.5
+    s = 128 / (x1 - x0)
+    f = widths * (x1 - x0)
+    expected = [[f * s, 0.0, (256 - x0) * s], [0.0, f * s, (256 - y0) * s], [0.0, 0.0, 1.0]]
+    np.testing.assert_allclose(rec["K"], expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(np.load(out / "astronaut" / "codes.npz")["K"], expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main(["reconstruct", str(photos / "astronaut.jpg"), "-o", str(tmp_path / "never"), "--focal", "abc"])
+    assert usage.value.code == 2
+    assert "argument --focal: expected a focal length in pixels or 'auto', got 'abc'" in capsys.readouterr().err
+    for extra, message in ((["--focal", "auto", "--intrinsics", str(photos / "astronaut.jpg")], "--focal and --intrinsics"),
+                           (["--focal", "auto", "--pixel3dmm-normals", str(photos / "astronaut.jpg")],
+                            "--focal auto and --pixel3dmm-normals")):
+        assert main(["reconstruct", str(photos / "astronaut.jpg"), "-o", str(tmp_path / "never"), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_images_that_are_already_crops_skip_detection(tmp_path):

@@ -1,0 +1,63 @@
+"""The focal length from a canonical point map (:mod:`nphmkit.fitting.focal`): an exact map of a known camera gives
+its focal length back; bad inputs are refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nphmkit.fitting.focal import DEFAULT_WIDTHS, centred_intrinsics, estimate_focal
+from nphmkit.transforms import axis_angle_to_matrix
+
+
+def ellipsoid_map(size: int, widths: float, axis_angle, axes=(0.45, 0.55, 0.5)):
+    """The exact canonical point map ``(size, size, 3)`` and mask of an ellipsoid (semi-axes ``axes``, NPHM units)
+    turned by ``axis_angle``, seen by a centred camera of focal length ``widths`` image widths from a distance that
+    makes it fill the same part of the image at every focal length."""
+    f = widths * size
+    R = axis_angle_to_matrix(torch.tensor([axis_angle], dtype=torch.float64)).reshape(3, 3)
+    t = torch.tensor([0.0, 0.0, 1.6 * widths], dtype=torch.float64)
+    grid = torch.arange(size, dtype=torch.float64) + 0.5
+    ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+    rays = torch.stack([(xs - size / 2) / f, (ys - size / 2) / f, torch.ones_like(xs)], -1)
+    origin, direction = -(R.T @ t), rays @ R  # the camera centre and the rays in the ellipsoid's frame
+    D = torch.tensor(axes, dtype=torch.float64)
+    a = ((direction / D) ** 2).sum(-1)
+    b = 2 * ((origin / D) * (direction / D)).sum(-1)
+    c = ((origin / D) ** 2).sum() - 1
+    disc = b * b - 4 * a * c
+    s = (-b - disc.clamp_min(0).sqrt()) / (2 * a)  # the nearer intersection
+    return (origin + s[..., None] * direction).float(), disc > 0
+
+
+@settings(max_examples=6, deadline=None)
+@given(k=st.integers(0, len(DEFAULT_WIDTHS) - 1), size=st.sampled_from([48, 61, 64]),
+       angles=st.tuples(*[st.floats(-0.4, 0.4)] * 3))
+def test_an_exact_map_gives_the_focal_length_back(k, size, angles):
+    widths = DEFAULT_WIDTHS[k]
+    point_map, mask = ellipsoid_map(size, widths, angles)
+    est = estimate_focal(point_map, mask, max_points=600, iterations=32)
+    assert abs(DEFAULT_WIDTHS[est.index] - widths) < 0.1 + 1e-6, (DEFAULT_WIDTHS[est.index], widths)
+    torch.testing.assert_close(est.K, centred_intrinsics(size)[est.index])
+    assert est.errors.shape == (len(DEFAULT_WIDTHS),) and float(est.errors[est.index]) == float(est.errors.min())
+    assert float(est.errors[est.index]) < 0.5  # pixels: the right camera reprojects the exact map to its pixels
+
+
+def test_candidates_and_bad_inputs():
+    K = centred_intrinsics(61, (2.0, 3.5))
+    assert K.shape == (2, 3, 3) and K[1, 0, 0] == 3.5 * 61 and K[0, 0, 2] == K[0, 1, 2] == 30.5 and K[0, 2, 2] == 1
+    point_map, mask = ellipsoid_map(32, 3.0, (0.1, 0.2, 0.0))
+    # the wrong focal lengths alone: the nearer one wins
+    assert estimate_focal(point_map, mask, centred_intrinsics(32, (1.5, 2.6, 4.5)), iterations=32).index == 1
+    few = torch.zeros_like(mask)
+    few[16, 10:15] = True
+    with pytest.raises(ValueError, match="mask: need at least 6 head pixels to estimate a focal length, got 5"):
+        estimate_focal(point_map, few)
+    with pytest.raises(ValueError, match="candidates: expected at least one candidate"):
+        estimate_focal(point_map, mask, torch.zeros(0, 3, 3))
+    with pytest.raises(ValueError, match="candidates"):
+        estimate_focal(point_map, mask, torch.eye(3))
+    with pytest.raises(ValueError, match="mask"):
+        estimate_focal(point_map, mask[:-1])
