@@ -197,10 +197,12 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     Ks = torch.stack([_photo_K(h, w, f * side) for f in DEFAULT_WIDTHS])
     candidates = crop_transform(box, size) @ Ks  # (C, 3, 3) in crop pixels
     picks = torch.linspace(0, crops.shape[0] - 1, min(frames, crops.shape[0])).round().long().unique()
-    maps = pipe.maps(crops[picks])
+    device = next(pipe.predictor.parameters()).device
+    maps = pipe.maps(crops[picks].to(device))
     if maps.canonical is None:
         raise ValueError("--focal auto: the predictor has no canonical point map to estimate the focal length from")
-    errors = sum(estimate_focal(maps.canonical[j], maps.mask[j], candidates).errors for j in range(picks.numel()))
+    canonical, mask = maps.canonical.cpu(), maps.mask.cpu()  # the PnP runs on the CPU
+    errors = sum(estimate_focal(canonical[j], mask[j], candidates).errors for j in range(picks.numel()))
     k = int(errors.argmin())
     widths = DEFAULT_WIDTHS[k]
     K = candidates[k]
