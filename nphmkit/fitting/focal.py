@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from nphmkit._checks import check_tensor
-from nphmkit.fitting.pose import solve_pose
+from nphmkit.fitting.pose import _project, solve_pose
 
 DEFAULT_WIDTHS = tuple(round(1.4 + 0.1 * k, 1) for k in range(37))
 """The focal lengths :func:`estimate_focal` tries by default, in image widths (1.4, 1.5, ..., 5.0)."""
@@ -72,10 +72,9 @@ def estimate_focal(point_map: torch.Tensor, mask: torch.Tensor, candidates: torc
     errors = []
     for K in candidates.to(torch.float64):
         pose = solve_pose(pixels, points, K, iterations=iterations, seed=seed)
-        cam = points @ pose.R.to(torch.float64).T + pose.t.to(torch.float64)
-        uv = cam @ K.T
-        err = (uv[:, :2] / uv[:, 2:].clamp_min(1e-9) - pixels).norm(dim=-1)
-        errors.append(torch.where(cam[:, 2] > 0, err, torch.full_like(err, float("inf"))).median())
+        uv, depth = _project(pose.R.to(torch.float64), pose.t.to(torch.float64), points, K)
+        err = (uv - pixels).norm(dim=-1)
+        errors.append(torch.where(depth > 0, err, torch.full_like(err, float("inf"))).median())
     errors = torch.stack(errors).to(torch.float32)
     index = int(errors.argmin())
     return FocalEstimate(candidates[index].clone(), index, errors)
