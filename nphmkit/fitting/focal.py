@@ -56,11 +56,45 @@ def estimate_focal(point_map: torch.Tensor, mask: torch.Tensor, candidates: torc
     """
     check_tensor("point_map", point_map, ("H", "W", 3))
     check_tensor("mask", mask, tuple(point_map.shape[:2]), floating=False)
+    candidates = _check_candidates(candidates, point_map.shape[1])
+    errors = _candidate_errors(point_map, mask, candidates, max_points, iterations, seed)
+    index = int(errors.argmin())
+    return FocalEstimate(candidates[index].clone(), index, errors)
+
+
+def estimate_shared_focal(point_maps: torch.Tensor, masks: torch.Tensor, candidates: torch.Tensor | None = None,
+                          max_points: int = 3000, iterations: int = 256, seed: int = 0) -> FocalEstimate:
+    """The intrinsics among ``candidates (C, 3, 3)`` that best explain ``T`` canonical maps ``(T, H, W, 3)`` over
+    ``masks (T, H, W)`` bool seen by one camera (a video's frames): as :func:`estimate_focal` for each map, with
+    the candidates' median reprojection errors summed over the maps (``errors (C,)`` is that sum, pixels). A map
+    with fewer than 6 masked pixels raises ValueError naming its index."""
+    check_tensor("point_maps", point_maps, ("T", "H", "W", 3))
+    check_tensor("masks", masks, tuple(point_maps.shape[:3]), floating=False)
+    if point_maps.shape[0] == 0:
+        raise ValueError("point_maps: expected at least one map, got none")
+    candidates = _check_candidates(candidates, point_maps.shape[2])
+    errors = 0
+    for j in range(point_maps.shape[0]):
+        try:
+            errors = errors + _candidate_errors(point_maps[j], masks[j], candidates, max_points, iterations, seed)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (map {j})") from None
+    index = int(errors.argmin())
+    return FocalEstimate(candidates[index].clone(), index, errors)
+
+
+def _check_candidates(candidates: torch.Tensor | None, width: int) -> torch.Tensor:
     if candidates is None:
-        candidates = centred_intrinsics(point_map.shape[1])
+        candidates = centred_intrinsics(width)
     check_tensor("candidates", candidates, ("C", 3, 3), finite=True)
     if candidates.shape[0] == 0:
         raise ValueError("candidates: expected at least one candidate, got none")
+    return candidates
+
+
+def _candidate_errors(point_map: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor, max_points: int,
+                      iterations: int, seed: int) -> torch.Tensor:
+    """``(C,)`` float32: each candidate's median reprojection error (pixels) after its PnP pose."""
     ys, xs = torch.nonzero(mask, as_tuple=True)
     if ys.numel() < 6:
         raise ValueError(f"mask: need at least 6 head pixels to estimate a focal length, got {ys.numel()}")
@@ -75,6 +109,4 @@ def estimate_focal(point_map: torch.Tensor, mask: torch.Tensor, candidates: torc
         uv, depth = _project(pose.R.to(torch.float64), pose.t.to(torch.float64), points, K)
         err = (uv - pixels).norm(dim=-1)
         errors.append(torch.where(depth > 0, err, torch.full_like(err, float("inf"))).median())
-    errors = torch.stack(errors).to(torch.float32)
-    index = int(errors.argmin())
-    return FocalEstimate(candidates[index].clone(), index, errors)
+    return torch.stack(errors).to(torch.float32)

@@ -184,11 +184,11 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     ``crops (T, n, n, 3)``: the crops of one photo or one video's frames, all cut by ``info["box"]`` (``crop.json``'s
     record) from images of ``info["image_size"]``. The candidates are the photo's intrinsics with the principal
     point at its centre and focal lengths of :data:`~nphmkit.fitting.focal.DEFAULT_WIDTHS` crop widths, seen
-    through the crop box; :func:`~nphmkit.fitting.focal.estimate_focal` scores each on up to ``frames`` evenly
-    spaced crops (their summed median reprojection errors). Returns the crops' ``K (3, 3)`` and ``info`` with that
+    through the crop box; :func:`~nphmkit.fitting.focal.estimate_shared_focal` scores each on up to ``frames``
+    evenly spaced crops (their summed median reprojection errors). Returns the crops' ``K (3, 3)`` and ``info`` with that
     ``K`` and its ``K_source``. Raises ValueError when the predictor has no canonical output.
     """
-    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_focal
+    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_shared_focal
 
     box = torch.tensor([info["box"]], dtype=torch.float32)
     side = float(box[0, 2] - box[0, 0])
@@ -202,8 +202,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     if maps.canonical is None:
         raise ValueError("--focal auto: the predictor has no canonical point map to estimate the focal length from")
     canonical, mask = maps.canonical.cpu(), maps.mask.cpu()  # the PnP runs on the CPU
-    errors = sum(estimate_focal(canonical[j], mask[j], candidates).errors for j in range(picks.numel()))
-    k = int(errors.argmin())
+    k = estimate_shared_focal(canonical, mask, candidates).index
     widths = DEFAULT_WIDTHS[k]
     K = candidates[k]
     record = {**info, "K": K.tolist(),

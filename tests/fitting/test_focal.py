@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nphmkit.fitting.focal import DEFAULT_WIDTHS, centred_intrinsics, estimate_focal
+from nphmkit.fitting.focal import DEFAULT_WIDTHS, centred_intrinsics, estimate_focal, estimate_shared_focal
 from nphmkit.transforms import axis_angle_to_matrix
 
 
@@ -61,3 +61,20 @@ def test_candidates_and_bad_inputs():
         estimate_focal(point_map, mask, torch.eye(3))
     with pytest.raises(ValueError, match="mask"):
         estimate_focal(point_map, mask[:-1])
+
+
+def test_a_shared_focal_length_sums_the_maps_errors():
+    maps, masks = zip(*(ellipsoid_map(40, 2.7, angles) for angles in [(0.1, 0.3, 0.0), (-0.2, -0.1, 0.3)]))
+    maps, masks = torch.stack(maps), torch.stack(masks)
+    candidates = centred_intrinsics(40, (2.0, 2.7, 3.5))
+    shared = estimate_shared_focal(maps, masks, candidates, max_points=500, iterations=32)
+    each = [estimate_focal(maps[j], masks[j], candidates, max_points=500, iterations=32).errors for j in range(2)]
+    torch.testing.assert_close(shared.errors, each[0] + each[1])
+    assert shared.index == 1 and torch.equal(shared.K, candidates[1])
+    masks[1] = False
+    with pytest.raises(ValueError, match=r"need at least 6 head pixels .* got 0 \(map 1\)"):
+        estimate_shared_focal(maps, masks, candidates)
+    with pytest.raises(ValueError, match="point_maps: expected at least one map"):
+        estimate_shared_focal(maps[:0], masks[:0])
+    with pytest.raises(ValueError, match="masks"):
+        estimate_shared_focal(maps, masks[:, 1:])

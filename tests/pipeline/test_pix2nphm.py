@@ -103,6 +103,7 @@ def test_prepare_resizes_and_rescales_K(demo, model):
     (torch.rand(1, 64, 64, 3), torch.full((3, 3), float("nan")), "K: expected finite intrinsics"),
     (torch.rand(1, 64, 64, 3), -torch.eye(3), "positive focal lengths"),
     (torch.rand(0, 64, 64, 3), None, "empty batch"),
+    (torch.rand(1, 64, 64, 3), "fast", "K: expected intrinsics (3, 3) or (B, 3, 3), 'auto' or None, got 'fast'"),
 ])
 def test_bad_images_are_refused_with_their_name(demo, model, images, K, message):
     with pytest.raises((ValueError, TypeError), match="images|K") as err:
@@ -225,6 +226,34 @@ def test_track_shares_one_identity(demo, model):
     assert rec.stages == ("refine",)
     with pytest.raises(ValueError, match="needs a regressor"):
         pipe.track(frames, refine=False)
+
+
+def test_auto_intrinsics_are_estimated_from_the_canonical_maps(demo, model):
+    """``K="auto"``: each crop's focal length from its (here exact) canonical map, centred; the estimate is the
+    ``K`` the stages use. The demo crops' true focal lengths are 2.18 and 2.13 widths, the default 2.0."""
+    true = torch.stack([it["K"][0, 0] / it["rgb"].shape[1] for it in demo])
+    z_id, z_ex = model.initial_codes(2)
+    R = torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]]).expand(2, 3, 3)
+    rel, pos = encode_crop_pose(R, torch.tensor([[0.0, 0.0, 2.0]] * 2), torch.stack([it["K"] for it in demo]),
+                                (128, 128))
+    pipe = Pix2NPHM(model, Oracle(demo), FixedRegressor(z_id, z_ex, rel, pos))
+    images = torch.stack([it["rgb"] for it in demo])
+    rec = pipe.reconstruct(images, K="auto", refine=False)
+    focal = rec.K[:, 0, 0] / 128
+    assert (focal - true).abs().max() <= 0.1 + 1e-5, (focal, true)
+    assert torch.equal(rec.K[:, :2, 2], torch.full((2, 2), 64.0)) and torch.equal(rec.K[:, 0, 0], rec.K[:, 1, 1])
+    assert "focal" in rec.timings
+    # the feed-forward pose is decoded with the estimate, as with the same K given
+    given = Pix2NPHM(model, Oracle(demo), FixedRegressor(z_id, z_ex, rel, pos)).reconstruct(images, rec.K,
+                                                                                          refine=False)
+    assert_close(rec.translation, given.translation)
+    # a video: one focal length for all its frames, from their summed errors
+    video = pipe.track(images, K="auto", refine=False)
+    assert torch.equal(video.K[0], video.K[1]) and abs(float(video.K[0, 0, 0]) / 128 - 2.15) <= 0.1
+    # a predictor without a canonical map cannot estimate it
+    with pytest.raises(ValueError, match="K='auto': the predictor gives no canonical point map"):
+        Pix2NPHM(model, HeadFrameOracle(demo), mask_predictor=Oracle(demo)).reconstruct(images, K="auto",
+                                                                                      refine=False)
 
 
 class HeadFrameOracle(Oracle):
