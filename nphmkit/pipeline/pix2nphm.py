@@ -17,6 +17,7 @@ normal output are used here (official Pixel3DMM normals are head-frame: see the 
 from __future__ import annotations
 
 import numbers
+import sys
 import time
 from dataclasses import replace
 
@@ -265,6 +266,7 @@ class Pix2NPHM:
         size = tuple(images.shape[1:3]) if isinstance(images, torch.Tensor) else None
         auto = _is_auto(K)
         images, K = self.prepare(images, None if auto else K)
+        _note_resize(size, images, progress)
         maps = self.maps(images, self._resize_masks(masks, images, size))
         timings["maps"] = time.perf_counter() - t0
         if auto:
@@ -312,7 +314,9 @@ class Pix2NPHM:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         auto = _is_auto(K)
+        size = tuple(frames.shape[1:3]) if isinstance(frames, torch.Tensor) else None
         frames, K = self.prepare(frames, None if auto else K)
+        _note_resize(size, frames, progress)
         maps = self.maps(frames)
         timings["maps"] = time.perf_counter() - t0
         if auto:
@@ -372,6 +376,14 @@ class Pix2NPHM:
         return Reconstruction(res.z_id.detach(), res.z_ex.detach(), res.rotation.detach(), res.translation.detach(),
                               scale.detach(), maps, K, tuple(maps.mask.shape[1:3]), self.model, timings, tuple(stages),
                               steps)
+
+
+def _note_resize(size: tuple[int, int] | None, images: torch.Tensor, progress: bool | None) -> None:
+    """One line on stderr (when progress is shown) that the images were resized to the working size."""
+    n = images.shape[1]
+    if size is not None and tuple(size) != (n, n) and show_progress(progress):
+        print(f"note: images of {size[0]}x{size[1]} resized to the predictor's input {n}x{n} (K scaled with them)",
+              file=sys.stderr)
 
 
 def _is_auto(K) -> bool:

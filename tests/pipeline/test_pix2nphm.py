@@ -88,6 +88,17 @@ def test_prepare_resizes_and_rescales_K(demo, model):
     assert_close(K_odd[0], torch.tensor([[256.0, 0, 64], [0, 256, 64], [0, 0, 1]]), atol=1e-4)
 
 
+def test_resized_images_get_a_note(demo, model, capsys):
+    pipe = Pix2NPHM(model, Oracle(demo))
+    img = torch.stack([it["rgb"] for it in demo])
+    big = torch.nn.functional.interpolate(img.permute(0, 3, 1, 2), size=(256, 256), mode="bilinear").permute(0, 2, 3, 1)
+    pipe.reconstruct(big, refine=False, progress=True)
+    assert "note: images of 256x256 resized to the predictor's input 128x128 (K scaled with them)" in capsys.readouterr().err
+    pipe.reconstruct(img, refine=False, progress=True)  # the working size: nothing to say
+    pipe.reconstruct(big, refine=False, progress=False)  # quiet: nothing said
+    assert "note:" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("images", "K", "message"), [
     (torch.rand(1, 64, 48, 3), None, "expected square crops"),
     (torch.rand(1, 64, 64, 3) * 255, None, "expected values in [0, 1]"),
