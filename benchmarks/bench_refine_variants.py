@@ -24,7 +24,7 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
   feed-forward pose and the refinement both use them (the feed-forward codes do not depend on ``K``), and the
   posed and landmark figures are then in another camera than the truth's: compare the NoW mean only;
   ``"estimated"``, the same with the focal length estimated from the predicted canonical map
-  (:func:`nphmkit.fitting.focal.estimate_focal`, principal point at the centre: ``--focal auto``);
+  (``Pix2NPHM.estimate_intrinsics``, principal point at the centre: ``reconstruct(..., K="auto")``);
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
@@ -144,7 +144,6 @@ def main() -> int:
 
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.fitting import FitResult, ImageFitConfig, fit_image
-    from nphmkit.fitting.focal import estimate_focal
     from nphmkit.fitting.image import initial_pose
     from nphmkit.fitting.terms import LossTerm
     from nphmkit.heads.dense import DenseMaps, DensePredictor
@@ -207,7 +206,7 @@ def main() -> int:
                     raise SystemExit(f"--variants: {name!r}: K={K_kind!r} starts from the regressor's pose only")
                 K = default_intrinsics((item["rgb"].shape[0], item["rgb"].shape[1]))[0]
                 if K_kind == "estimated":
-                    K = estimate_focal(ff.maps.canonical[0], ff.maps.mask[0], seed=0).K
+                    K = pipe.estimate_intrinsics(ff.maps, seed=0, progress=False)[0]
                     print(f"image {i} | {name} | focal {float(K[0, 0]) / item['rgb'].shape[1]:.1f} widths (true "
                           f"{float(item['K'][0, 0]) / item['rgb'].shape[1]:.2f})", flush=True)
                 dff = pipe.reconstruct(item["rgb"][None], K, refine=False)
