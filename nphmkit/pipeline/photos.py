@@ -202,7 +202,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     if maps.canonical is None:
         raise ValueError("--focal auto: the predictor has no canonical point map to estimate the focal length from")
     canonical, mask = maps.canonical.cpu(), maps.mask.cpu()  # the PnP runs on the CPU
-    k = estimate_shared_focal(canonical, mask, candidates).index
+    k = estimate_shared_focal(canonical, mask, candidates, step=3).index
     widths = DEFAULT_WIDTHS[k]
     K = candidates[k]
     record = {**info, "K": K.tolist(),

@@ -201,7 +201,8 @@ class Pix2NPHM:
                             progress: bool | None = None) -> torch.Tensor:
         """``(B, 3, 3)`` intrinsics (working-size pixels, principal point at the centre) with the focal length
         estimated from the canonical maps of ``maps`` (:func:`~nphmkit.fitting.focal.estimate_focal`: the
-        candidate of 1.4 to 5 crop widths whose PnP pose reprojects the map best), for crops whose camera is
+        candidate of 1.4 to 5 crop widths whose PnP pose reprojects the map best, searched coarse to fine with
+        ``step=3``), for crops whose camera is
         unknown. ``shared``: one focal length for all (the frames of one video), scored on up to ``frames``
         evenly spaced maps. ``progress``: a bar over the images (None: on a terminal). Raises ValueError when the
         predictor gives no canonical map.
@@ -218,10 +219,10 @@ class Pix2NPHM:
         candidates = centred_intrinsics(size)
         if shared:
             picks = torch.linspace(0, b - 1, min(frames, b)).round().long().unique()
-            K = estimate_shared_focal(canonical[picks], mask[picks], candidates, seed=seed).K.expand(b, 3, 3)
+            K = estimate_shared_focal(canonical[picks], mask[picks], candidates, seed=seed, step=3).K.expand(b, 3, 3)
         else:
             bar = progress_bar(range(b), progress=progress, desc="focal lengths", unit="img")
-            K = torch.stack([estimate_focal(canonical[i], mask[i], candidates, seed=seed).K for i in bar])
+            K = torch.stack([estimate_focal(canonical[i], mask[i], candidates, seed=seed, step=3).K for i in bar])
         return K.to(device=maps.mask.device, dtype=maps.canonical.dtype).contiguous()
 
     def feed_forward(self, images: torch.Tensor, K: torch.Tensor) -> FitResult | None:

@@ -78,3 +78,39 @@ def test_a_shared_focal_length_sums_the_maps_errors():
         estimate_shared_focal(maps[:0], masks[:0])
     with pytest.raises(ValueError, match="masks"):
         estimate_shared_focal(maps, masks[:, 1:])
+
+
+@settings(max_examples=5, deadline=None)
+@given(k=st.integers(0, len(DEFAULT_WIDTHS) - 1), size=st.sampled_from([40, 47]),
+       angles=st.tuples(*[st.floats(-0.4, 0.4)] * 3), step=st.integers(2, 5))
+def test_the_coarse_to_fine_search_picks_what_the_full_search_picks(k, size, angles, step):
+    point_map, mask = ellipsoid_map(size, DEFAULT_WIDTHS[k], angles)
+    full = estimate_focal(point_map, mask, max_points=400, iterations=16)
+    fast = estimate_focal(point_map, mask, max_points=400, iterations=16, step=step)
+    assert fast.index == full.index and torch.equal(fast.K, full.K)
+    scored = torch.isfinite(fast.errors)
+    torch.testing.assert_close(fast.errors[scored], full.errors[scored], rtol=0, atol=0)  # same pixels, same seeds
+    assert int(scored.sum()) < len(DEFAULT_WIDTHS)  # it skipped some
+    shared = estimate_shared_focal(torch.stack([point_map, point_map]), torch.stack([mask, mask]), max_points=400,
+                                   iterations=16, step=step)
+    assert shared.index == full.index and torch.equal(torch.isfinite(shared.errors), scored)
+
+
+def test_the_search_scores_the_coarse_grid_then_the_best_ones_neighbours():
+    from nphmkit.fitting.focal import _search
+
+    asked = []
+
+    def score(idx):
+        asked.append(list(idx))
+        return (torch.tensor(idx, dtype=torch.float32) - 20.4) ** 2  # a single minimum at candidate 20
+
+    errors = _search(score, 37, 3)
+    assert asked == [list(range(0, 37, 3)), [19, 20, 22, 23]]  # 21 is the coarse best; then its unscored neighbours
+    assert int(errors.argmin()) == 20 and int(torch.isfinite(errors).sum()) == 17
+    asked.clear()
+    assert int(_search(score, 10, 4).argmin()) == 9 and asked[0] == [0, 4, 8, 9]  # the last candidate is scored too
+    assert torch.isfinite(_search(score, 5, 1)).all()
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="step: expected a positive int"):
+            _search(score, 5, bad)
