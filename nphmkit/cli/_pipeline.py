@@ -121,6 +121,11 @@ def focal_note(args: argparse.Namespace, K, size: int) -> str | None:
             "was trained on: its pose and codes extrapolate")
 
 
+def focal_summary(args: argparse.Namespace, K, size: int) -> str:
+    """``", focal 2.9 crop widths (estimated)"`` for an item's summary line under ``--focal auto``, else ``""``."""
+    return f", focal {float(K[0, 0]) / size:.1f} crop widths (estimated)" if args.focal_auto else ""
+
+
 def check_pipeline_flags(args: argparse.Namespace) -> dict:
     """Check the flags before any work; returns the provenance of every weight folder used."""
     from nphmkit.preprocess.detect import DetectorConfig

@@ -8,7 +8,7 @@ import argparse
 import time
 
 from nphmkit.cli._common import CliError
-from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, input_K, run_batch
+from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, focal_summary, input_K, run_batch
 
 
 def add_parser(sub, parents) -> None:
@@ -82,7 +82,8 @@ def _one(args, pipe, job, name: str, source) -> str:
     side = crop.info["box"][2] - crop.info["box"][0]
     refined = f"refined {rec.steps[0]} steps" if rec.steps else "feed-forward"
     tail = f" [{'; '.join(notes)}]" if notes else ""
-    return (f"{name}: crop {side:.0f} px (face box: {crop.info['box_source']}), {refined}, "
+    focal = focal_summary(args, crop.K, pipe.image_size)
+    return (f"{name}: crop {side:.0f} px (face box: {crop.info['box_source']}){focal}, {refined}, "
             f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}{tail}")
 
 

@@ -8,7 +8,7 @@ import argparse
 import time
 
 from nphmkit.cli._common import CliError, say
-from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, input_K, run_batch
+from nphmkit.cli._pipeline import add_pipeline_flags, check_pipeline_flags, focal_note, focal_summary, input_K, run_batch
 
 
 def add_parser(sub, parents) -> None:
@@ -116,6 +116,8 @@ def _one(args, pipe, job, name: str, source) -> str:
             raise
         job.fail(str(source), f"{type(err).__name__}: {err}")
         return f"{name}: FAILED: {type(err).__name__}: {' '.join(str(err).split())}"
-    skipped = f", {len(frames.problems)} frames unreadable" if frames.problems else ""
-    return (f"{name}: {len(frames.images)} frames{skipped}, {'refined' if args.refine else 'feed-forward'}, "
+    bad = len(frames.problems)
+    skipped = f", {bad} frame{'s' * (bad != 1)} unreadable" if bad else ""
+    return (f"{name}: {len(frames.images)} frames{skipped}{focal_summary(args, K, pipe.image_size)}, "
+            f"{'refined' if args.refine else 'feed-forward'}, "
             f"{time.perf_counter() - start:.1f} s -> {job.folder(name)}")

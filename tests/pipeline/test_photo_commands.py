@@ -222,14 +222,17 @@ def test_track_a_clip_round_trips(tmp_path):
     assert crop["box_source"] == "given" and crop["image_size"] == [128, 160]
 
 
-def test_track_a_frame_folder_with_a_broken_frame(tmp_path):
+def test_track_a_frame_folder_with_a_broken_frame(tmp_path, capsys):
     box = _clip(tmp_path / "frames", 3)
     (tmp_path / "frames" / "001.png").write_bytes(b"broken")
     out = tmp_path / "out"
     bbox = ",".join(f"{v:.1f}" for v in box)
     assert main(["track", str(tmp_path / "frames"), "-o", str(out), "--bbox", bbox, "--no-video", "--focal", "auto",
-                 *FAST]) == 0
-    assert json.loads((out / "frames" / "crop.json").read_text())["K_source"].startswith("estimated from the predicted")
+                 *FAST[:-1]]) == 0  # not quiet: the summary line is checked
+    crop = json.loads((out / "frames" / "crop.json").read_text())
+    assert crop["K_source"].startswith("estimated from the predicted")
+    assert f"frames: 2 frames, 1 frame unreadable, focal {crop['K'][0][0] / 128:.1f} crop widths (estimated), " in \
+        capsys.readouterr().err
     done = json.loads((out / "frames" / "done").read_text())
     assert done["frames"] == 2 and len(done["frame_problems"]) == 1 and "001.png" in done["frame_problems"][0]
     assert [n for n in done["notes"] if "focal length" not in n] == []  # at most the estimated focal length's note
@@ -360,7 +363,7 @@ def test_focal_auto_estimates_the_photo_focal_length(photos, tmp_path, capsys):
 
     out = tmp_path / "out"
     assert main(["reconstruct", str(photos / "astronaut.jpg"), "--bbox", "170,80,280,200", "--focal", "auto", "-o",
-                 str(out), *FAST]) == 0
+                 str(out), *FAST[:-1]]) == 0  # not quiet: the summary line is checked
     rec = json.loads((out / "astronaut" / "crop.json").read_text())
     found = re.fullmatch(r"estimated from the predicted canonical map: focal length (\d+) px \(([\d.]+) crop "
                          r"widths\), centred", rec["K_source"])
@@ -373,6 +376,7 @@ def test_focal_auto_estimates_the_photo_focal_length(photos, tmp_path, capsys):
     expected = [[f * s, 0.0, (256 - x0) * s], [0.0, f * s, (256 - y0) * s], [0.0, 0.0, 1.0]]
     np.testing.assert_allclose(rec["K"], expected, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(np.load(out / "astronaut" / "codes.npz")["K"], expected, rtol=1e-5, atol=1e-3)
+    assert f"(face box: given), focal {widths:.1f} crop widths (estimated), " in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:  # argparse's usage error
         main(["reconstruct", str(photos / "astronaut.jpg"), "-o", str(tmp_path / "never"), "--focal", "abc"])
     assert usage.value.code == 2
