@@ -109,6 +109,14 @@ def _search(score, count: int, step: int) -> torch.Tensor:
     return errors
 
 
+def spread_picks(count: int, most: int) -> torch.Tensor:
+    """``(k,)`` int64 indices of at most ``most`` of ``count`` items (a video's frames), evenly spaced and including
+    the first and the last: the maps :func:`estimate_shared_focal` is given when a video is long."""
+    if not isinstance(most, int) or isinstance(most, bool) or most < 1:
+        raise ValueError(f"frames: expected a positive int, got {most!r}")
+    return torch.linspace(0, count - 1, min(most, count)).round().long().unique()
+
+
 def _check_candidates(candidates: torch.Tensor | None, width: int) -> torch.Tensor:
     if candidates is None:
         candidates = centred_intrinsics(width)

@@ -188,7 +188,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     evenly spaced crops (their summed median reprojection errors). Returns the crops' ``K (3, 3)`` and ``info`` with that
     ``K`` and its ``K_source``. Raises ValueError when the predictor has no canonical output.
     """
-    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_shared_focal
+    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_shared_focal, spread_picks
 
     box = torch.tensor([info["box"]], dtype=torch.float32)
     side = float(box[0, 2] - box[0, 0])
@@ -196,7 +196,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     size = int(crops.shape[1])
     Ks = torch.stack([_photo_K(h, w, f * side) for f in DEFAULT_WIDTHS])
     candidates = crop_transform(box, size) @ Ks  # (C, 3, 3) in crop pixels
-    picks = torch.linspace(0, crops.shape[0] - 1, min(frames, crops.shape[0])).round().long().unique()
+    picks = spread_picks(crops.shape[0], frames)
     device = next(pipe.predictor.parameters()).device
     maps = pipe.maps(crops[picks].to(device))
     if maps.canonical is None:

@@ -209,7 +209,7 @@ class Pix2NPHM:
 
         On the shipped predictor's maps of 20 held-out synthetic crops the estimate is off by 0.37 crop widths
         on average, against 0.98 for the default 2 widths (``benchmarks/RESULTS.md``)."""
-        from nphmkit.fitting.focal import centred_intrinsics, estimate_focal, estimate_shared_focal
+        from nphmkit.fitting.focal import centred_intrinsics, estimate_focal, estimate_shared_focal, spread_picks
 
         if maps.canonical is None:
             raise ValueError("K='auto': the predictor gives no canonical point map to estimate the focal length "
@@ -218,7 +218,7 @@ class Pix2NPHM:
         b, size = canonical.shape[0], canonical.shape[2]
         candidates = centred_intrinsics(size)
         if shared:
-            picks = torch.linspace(0, b - 1, min(frames, b)).round().long().unique()
+            picks = spread_picks(b, frames)
             K = estimate_shared_focal(canonical[picks], mask[picks], candidates, seed=seed, step=3).K.expand(b, 3, 3)
         else:
             bar = progress_bar(range(b), progress=progress, desc="focal lengths", unit="img")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nphmkit.fitting.focal import DEFAULT_WIDTHS, centred_intrinsics, estimate_focal, estimate_shared_focal
+from nphmkit.fitting.focal import DEFAULT_WIDTHS, centred_intrinsics, estimate_focal, estimate_shared_focal, spread_picks
 from nphmkit.transforms import axis_angle_to_matrix
 
 
@@ -114,3 +114,11 @@ def test_the_search_scores_the_coarse_grid_then_the_best_ones_neighbours():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="step: expected a positive int"):
             _search(score, 5, bad)
+
+
+def test_a_long_video_gives_evenly_spread_frames():
+    assert spread_picks(12, 5).tolist() == [0, 3, 6, 8, 11] and spread_picks(3, 5).tolist() == [0, 1, 2]
+    assert spread_picks(1, 5).tolist() == [0]
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="frames: expected a positive int"):
+            spread_picks(10, bad)
