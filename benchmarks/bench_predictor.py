@@ -6,8 +6,9 @@ Inference: median time of ``predict_maps`` per batch, images/s; the shipped pred
 refiner channels-first (the reference) and channels-last (the default), alternated. Training: ``nphmkit train
 predictor`` (the small preset, batch 16) on a freshly rendered 64-image dataset, as one process
 with all threads, one process with one thread, and ``torchrun`` with 2 processes of one thread
-each (gloo on the CPU, nccl on CUDA); images/s and s/step are the means of ``log.csv`` rows after
-the first (warm-up) row. The ratio column compares each to one process with all threads.
+each (gloo on the CPU, nccl on CUDA), and the first of these again with ``run.compile`` (the forward through
+``torch.compile``); images/s and s/step are the means of ``log.csv`` rows after the first (warm-up) row, which
+holds the compilation. The ratio column compares each to one process with all threads.
 
 One training step, fast paths against their references, in one process (both alternated, 3 rounds, the median
 round): the step of stage 2 (the small preset) and of stage 3 (the grown head of the shipped predictor on its
@@ -68,11 +69,12 @@ def inference(device: str) -> None:
             print(f"{name:<24s} {128:5d} {batch:5d} {params / 1e6:8.2f}M {t:8.3f} {batch / t:7.1f}")
 
 
-def _train(data: Path, run: Path, steps: int, procs: int, threads: int, device: str) -> tuple[float, float]:
+def _train(data: Path, run: Path, steps: int, procs: int, threads: int, device: str,
+           compile: bool = False) -> tuple[float, float]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = ["-m", "nphmkit", "train", "predictor", "--config", "small", "--set", f"data={data}", "--set",
            f"run.steps={steps}", "--set", "run.log_every=10", "--set", f"run.checkpoint_every={steps}",
-           "-o", str(run), "--quiet", "--device", device]
+           "--set", f"run.compile={str(compile).lower()}", "-o", str(run), "--quiet", "--device", device]
     if procs > 1:
         cmd = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), *cmd]
     else:
@@ -92,15 +94,17 @@ def training(steps: int, device: str) -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         data = write_dataset(Path(tmp) / "data", 64, SynthConfig(image_size=128, seed=5), progress=False)
-        cases = [(1, cores, f"1 process x {cores} threads"), (1, 1, "1 process x 1 thread"),
-                 (2, 1, "2 processes x 1 thread (torchrun)")]
+        cases = [(1, cores, f"1 process x {cores} threads", False), (1, 1, "1 process x 1 thread", False),
+                 (2, 1, "2 processes x 1 thread (torchrun)", False)]
         if device == "cuda":
             gpus = torch.cuda.device_count()
-            cases = [(1, cores, "1 process, 1 GPU")] + ([(gpus, 1, f"{gpus} processes, {gpus} GPUs")] if gpus > 1 else [])
+            cases = [(1, cores, "1 process, 1 GPU", False)] + \
+                ([(gpus, 1, f"{gpus} processes, {gpus} GPUs", False)] if gpus > 1 else [])
+        cases.insert(1, (1, cores, f"{cases[0][2]}, run.compile", True))  # the compiled forward beside eager
         print(f"{'training (small, batch 16)':<36s} {'img/s':>7s} {'s/step':>7s} {'ratio':>6s}")
         base = None
-        for i, (procs, threads, name) in enumerate(cases):
-            rate, step = _train(data, Path(tmp) / f"run{i}", steps, procs, threads, device)
+        for i, (procs, threads, name, compiled) in enumerate(cases):
+            rate, step = _train(data, Path(tmp) / f"run{i}", steps, procs, threads, device, compiled)
             base = base or rate
             print(f"{name:<36s} {rate:7.1f} {step:7.3f} {rate / base:6.2f}")
 

@@ -16,6 +16,9 @@ loss and what to write at the end); :func:`train` runs it for :class:`RunConfig`
 - **Logs**: a progress bar (step, loss, items/s), ``log.csv`` always, TensorBoard events when the
   ``tensorboard`` extra is installed, ``loss.png`` at the end.
 - ``precision="bf16"`` autocasts the forward passes; ``accumulate`` micro-batches per step.
+- ``compile=True`` runs the model's forward through ``torch.compile`` (TorchInductor; on the CPU it needs a C++
+  compiler). The same steps up to float rounding, after a one-off compilation (15-45 s on this CPU); measured in
+  benchmarks/RESULTS.md ("`torch.compile` on this CPU": no gain for the small predictor there).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class RunConfig:
     checkpoint_every: int = 200
     seed: int = 0
     precision: str = "fp32"
+    compile: bool = False
+    """Run the model's forward through ``torch.compile`` (the task's loss and the optimizer stay eager)."""
     device: str = "cpu"
 
     def check(self, world_size: int = 1) -> None:
@@ -78,6 +83,21 @@ class RunConfig:
             raise ValueError(f"run.schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
         if not self.lr > 0:
             raise ValueError(f"run.lr: expected a positive learning rate, got {self.lr}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"run.compile: expected true or false, got {self.compile!r}")
+
+
+def _check_compiler(device: torch.device) -> None:
+    """``torch.compile`` on the CPU writes C++: refuse ``run.compile`` up front where no compiler is found
+    (instead of a long TorchInductor traceback at the first step)."""
+    if device.type != "cpu":
+        return
+    import shutil
+
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    if not any(shutil.which(n) for n in names):
+        raise ValueError(f"run.compile: torch.compile on the CPU needs a C++ compiler; none of {', '.join(names)} "
+                         "was found on PATH (install one, or set run.compile=false)")
 
 
 @runtime_checkable
@@ -243,6 +263,8 @@ def train(task: TrainTask, cfg: RunConfig, run_dir: str | os.PathLike, resume: b
     """
     world = D.setup(cfg.device)
     cfg.check(world.size)
+    if cfg.compile:
+        _check_compiler(world.device)
     if not isinstance(task, TrainTask):
         raise TypeError(f"task: expected a TrainTask (build_model, __len__, batch, loss, finish), got {type(task).__name__}")
     run_dir = Path(run_dir)
@@ -267,9 +289,11 @@ def train(task: TrainTask, cfg: RunConfig, run_dir: str | os.PathLike, resume: b
         start = load_state(found, model, optimizer, scheduler)
     elif resume and world.main:
         print(f"resume: no checkpoint in {run_dir / 'checkpoints'}; starting at step 0", flush=True)
-    net = model
+    net = model  # what the steps call; ``model`` (its parameters, the same tensors) is what gets saved
+    if cfg.compile:
+        net = torch.compile(model)
     if world.size > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[world.device.index] if world.device.type == "cuda"
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda"
                                                   else None)
     log = _Log(run_dir, start, world.main)
     n_items = len(task)

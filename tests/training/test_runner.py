@@ -46,7 +46,8 @@ def test_each_epoch_visits_every_item_once(n, b, seed):
 
 
 def test_two_processes_compute_the_steps_of_one(tmp_path):
-    """torchrun with 2 gloo processes on the CPU, 4 items each, ends where one process on 8 items does."""
+    """torchrun with 2 gloo processes on the CPU, 4 items each, ends where one process on 8 items does; also with
+    ``run.compile``."""
     one = _run([str(TOY), str(tmp_path / "one"), "--steps", "6"])
     assert one.returncode == 0, one.stderr
     two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
@@ -57,6 +58,13 @@ def test_two_processes_compute_the_steps_of_one(tmp_path):
     for k in a:
         assert_close(b[k], a[k], atol=2e-6, msg=k)
     assert_close(torch.tensor(_losses(tmp_path / "two")), torch.tensor(_losses(tmp_path / "one")), atol=1e-6)
+    # the same with each process's forward compiled (DDP around the compiled module)
+    compiled = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
+                     str(tmp_path / "compiled"), "--steps", "6", "--compile"])
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+    c = load_file(str(tmp_path / "compiled" / "final.safetensors"))
+    for k in a:
+        assert_close(c[k], a[k], atol=1e-5, msg=k)
 
 
 def test_killed_and_resumed_run_reproduces_the_loss_curve(tmp_path):
@@ -188,6 +196,36 @@ def test_the_runner_steps_as_a_plain_adamw_loop(tmp_path):
     for k in want:
         assert_close(got[k], want[k], atol=1e-6, msg=k)
     assert max(float((want[k] - start[k]).abs().max()) for k in want) > 1e-3  # the steps moved the parameters
+
+
+def test_compiled_runs_take_the_steps_of_eager_ones(tmp_path, monkeypatch):
+    """``run.compile`` (the forward through ``torch.compile``) against the eager run, its reference: the same
+    parameters up to float rounding, saved under the same names; a bad value or a missing C++ compiler is
+    refused up front, naming ``run.compile``."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    cfg = RunConfig(steps=6, batch_size=8, lr=1e-2, warmup=2, log_every=1, checkpoint_every=100)
+    torch.set_num_threads(1)
+    train(ToyTask(), cfg, tmp_path / "eager", progress=False)
+    torch._dynamo.reset()
+    counters.clear()
+    train(ToyTask(), dataclasses.replace(cfg, compile=True), tmp_path / "compiled", progress=False)
+    assert counters["stats"]["unique_graphs"] >= 1  # the forward really went through the compiler
+    want = load_file(str(tmp_path / "eager" / "final.safetensors"))
+    got = load_file(str(tmp_path / "compiled" / "final.safetensors"))
+    assert set(got) == set(want)
+    for k in want:
+        assert_close(got[k], want[k], atol=1e-5, msg=k)
+    assert_close(torch.tensor(_losses(tmp_path / "compiled")), torch.tensor(_losses(tmp_path / "eager")), atol=1e-5)
+    with pytest.raises(ValueError, match="run.compile: expected true or false, got 'yes'"):
+        train(ToyTask(), dataclasses.replace(cfg, compile="yes"), tmp_path / "bad")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(ValueError, match=r"run.compile: torch.compile on the CPU needs a C\+\+ compiler; none of "
+                                         r"g\+\+, c\+\+, clang\+\+"):
+        train(ToyTask(), dataclasses.replace(cfg, compile=True), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # refused before the folder was made
 
 
 @dataclasses.dataclass

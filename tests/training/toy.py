@@ -1,6 +1,6 @@
 """A toy regression task for the training-runner tests; also a script (for torchrun and signal tests):
 
-    python tests/training/toy.py RUN_DIR --steps 6 [--resume] [--sleep 0.05]
+    python tests/training/toy.py RUN_DIR --steps 6 [--resume] [--sleep 0.05] [--compile]
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ def main() -> None:
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--compile", action="store_true", help="run.compile: the forward through torch.compile")
     a = p.parse_args()
     torch.set_num_threads(1)
     cfg = RunConfig(steps=a.steps, batch_size=a.batch, accumulate=a.accumulate, lr=1e-2, log_every=1,
-                    checkpoint_every=a.checkpoint_every, warmup=2)
+                    checkpoint_every=a.checkpoint_every, warmup=2, compile=a.compile)
     train(ToyTask(sleep=a.sleep), cfg, a.run_dir, resume=a.resume, progress=False)
 
 
