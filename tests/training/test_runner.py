@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,8 +47,7 @@ def test_each_epoch_visits_every_item_once(n, b, seed):
 
 
 def test_two_processes_compute_the_steps_of_one(tmp_path):
-    """torchrun with 2 gloo processes on the CPU, 4 items each, ends where one process on 8 items does; also with
-    ``run.compile``."""
+    """torchrun with 2 gloo processes on the CPU, 4 items each, ends where one process on 8 items does."""
     one = _run([str(TOY), str(tmp_path / "one"), "--steps", "6"])
     assert one.returncode == 0, one.stderr
     two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
@@ -58,13 +58,6 @@ def test_two_processes_compute_the_steps_of_one(tmp_path):
     for k in a:
         assert_close(b[k], a[k], atol=2e-6, msg=k)
     assert_close(torch.tensor(_losses(tmp_path / "two")), torch.tensor(_losses(tmp_path / "one")), atol=1e-6)
-    # the same with each process's forward compiled (DDP around the compiled module)
-    compiled = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
-                     str(tmp_path / "compiled"), "--steps", "6", "--compile"])
-    assert compiled.returncode == 0, compiled.stderr[-3000:]
-    c = load_file(str(tmp_path / "compiled" / "final.safetensors"))
-    for k in a:
-        assert_close(c[k], a[k], atol=1e-5, msg=k)
 
 
 def test_killed_and_resumed_run_reproduces_the_loss_curve(tmp_path):
@@ -198,10 +191,14 @@ def test_the_runner_steps_as_a_plain_adamw_loop(tmp_path):
     assert max(float((want[k] - start[k]).abs().max()) for k in want) > 1e-3  # the steps moved the parameters
 
 
-def test_compiled_runs_take_the_steps_of_eager_ones(tmp_path, monkeypatch):
+_CXX = any(shutil.which(n) for n in ([os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]))
+
+
+@pytest.mark.skipif(not _CXX, reason="torch.compile on the CPU needs a C++ compiler, and none is on PATH")
+def test_compiled_runs_take_the_steps_of_eager_ones(tmp_path):
     """``run.compile`` (the forward through ``torch.compile``) against the eager run, its reference: the same
-    parameters up to float rounding, saved under the same names; a bad value or a missing C++ compiler is
-    refused up front, naming ``run.compile``."""
+    parameters and losses up to float rounding, saved under the same names; in one process and under torchrun
+    with 2 gloo processes (DDP around the compiled module)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -218,14 +215,27 @@ def test_compiled_runs_take_the_steps_of_eager_ones(tmp_path, monkeypatch):
     for k in want:
         assert_close(got[k], want[k], atol=1e-5, msg=k)
     assert_close(torch.tensor(_losses(tmp_path / "compiled")), torch.tensor(_losses(tmp_path / "eager")), atol=1e-5)
+    # toy.py's schedule (warm-up 2, lr 1e-2, batch 8) is cfg's: the same steps again, split over 2 processes
+    two = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOY),
+                str(tmp_path / "two"), "--steps", "6", "--compile"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert (tmp_path / "two" / "world.txt").read_text() == "2"
+    got = load_file(str(tmp_path / "two" / "final.safetensors"))
+    for k in want:
+        assert_close(got[k], want[k], atol=1e-5, msg=k)
+
+
+def test_compile_is_refused_by_name(tmp_path, monkeypatch):
+    """A non-bool ``run.compile``, or no C++ compiler on the CPU, is refused before the run folder is made."""
+    cfg = RunConfig(steps=2, batch_size=8, compile=True)
     with pytest.raises(ValueError, match="run.compile: expected true or false, got 'yes'"):
         train(ToyTask(), dataclasses.replace(cfg, compile="yes"), tmp_path / "bad")
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(ValueError, match=r"run.compile: torch.compile on the CPU needs a C\+\+ compiler; none of "
                                          r"g\+\+, c\+\+, clang\+\+"):
-        train(ToyTask(), dataclasses.replace(cfg, compile=True), tmp_path / "bad")
-    assert not (tmp_path / "bad").exists()  # refused before the folder was made
+        train(ToyTask(), cfg, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 @dataclasses.dataclass
