@@ -9,7 +9,8 @@ right ones, whatever the pose. :func:`estimate_focal` tries candidate intrinsics
 smallest median error. With ``step > 1`` the candidates (ordered by focal length) are searched coarse to fine:
 every ``step``-th first, then the neighbours of the best; on the smooth, single-minimum error curves of canonical
 maps this picks what the full search picks (20 of 20 held-out crops at ``step=3``) with 17 PnP solves instead
-of 37. The pipeline uses ``step=3``; the default 1 (every candidate) is the reference it is tested against.
+of 37. The pipeline uses ``step=3`` (:data:`PIPELINE_STEP`); the default 1 (every candidate) is the reference it
+is tested against.
 
 How well it works depends on the map (``benchmarks/RESULTS.md``, "What an unknown focal length costs"): on the
 synthetic renders' exact maps it finds the focal length to the grid's 0.1 widths; on the shipped predictor's maps
@@ -25,6 +26,8 @@ import torch
 from nphmkit._checks import check_tensor
 from nphmkit.fitting.pose import _project, solve_pose
 
+PIPELINE_STEP = 3
+"""The coarse-to-fine ``step`` that the pipeline's estimates use (``K="auto"``, ``--focal auto``)."""
 DEFAULT_WIDTHS = tuple(round(1.4 + 0.1 * k, 1) for k in range(37))
 """The focal lengths :func:`estimate_focal` tries by default, in image widths (1.4, 1.5, ..., 5.0)."""
 

@@ -188,7 +188,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     evenly spaced crops (their summed median reprojection errors). Returns the crops' ``K (3, 3)`` and ``info`` with that
     ``K`` and its ``K_source``. Raises ValueError when the predictor has no canonical output.
     """
-    from nphmkit.fitting.focal import DEFAULT_WIDTHS, estimate_shared_focal, spread_picks
+    from nphmkit.fitting.focal import DEFAULT_WIDTHS, PIPELINE_STEP, estimate_shared_focal, spread_picks
 
     box = torch.tensor([info["box"]], dtype=torch.float32)
     side = float(box[0, 2] - box[0, 0])
@@ -202,7 +202,7 @@ def estimate_photo_focal(pipe, crops: torch.Tensor, info: dict, frames: int = 5)
     if maps.canonical is None:
         raise ValueError("--focal auto: the predictor has no canonical point map to estimate the focal length from")
     canonical, mask = maps.canonical.cpu(), maps.mask.cpu()  # the PnP runs on the CPU
-    k = estimate_shared_focal(canonical, mask, candidates, step=3).index
+    k = estimate_shared_focal(canonical, mask, candidates, step=PIPELINE_STEP).index
     widths = DEFAULT_WIDTHS[k]
     K = candidates[k]
     record = {**info, "K": K.tolist(),

@@ -209,7 +209,7 @@ class Pix2NPHM:
 
         On the shipped predictor's maps of 20 held-out synthetic crops the estimate is off by 0.37 crop widths
         on average, against 0.98 for the default 2 widths (``benchmarks/RESULTS.md``)."""
-        from nphmkit.fitting.focal import centred_intrinsics, estimate_focal, estimate_shared_focal, spread_picks
+        from nphmkit.fitting.focal import PIPELINE_STEP, centred_intrinsics, estimate_focal, estimate_shared_focal, spread_picks
 
         if maps.canonical is None:
             raise ValueError("K='auto': the predictor gives no canonical point map to estimate the focal length "
@@ -219,10 +219,12 @@ class Pix2NPHM:
         candidates = centred_intrinsics(size)
         if shared:
             picks = spread_picks(b, frames)
-            K = estimate_shared_focal(canonical[picks], mask[picks], candidates, seed=seed, step=3).K.expand(b, 3, 3)
+            K = estimate_shared_focal(canonical[picks], mask[picks], candidates, seed=seed, step=PIPELINE_STEP).K
+            K = K.expand(b, 3, 3)
         else:
             bar = progress_bar(range(b), progress=progress, desc="focal lengths", unit="img")
-            K = torch.stack([estimate_focal(canonical[i], mask[i], candidates, seed=seed, step=3).K for i in bar])
+            K = torch.stack([estimate_focal(canonical[i], mask[i], candidates, seed=seed, step=PIPELINE_STEP).K
+                             for i in bar])
         return K.to(device=maps.mask.device, dtype=maps.canonical.dtype).contiguous()
 
     def feed_forward(self, images: torch.Tensor, K: torch.Tensor) -> FitResult | None:

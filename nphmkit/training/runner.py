@@ -87,17 +87,24 @@ class RunConfig:
             raise ValueError(f"run.compile: expected true or false, got {self.compile!r}")
 
 
+def _cxx_names() -> list[str]:
+    """The C++ compilers TorchInductor may use on the CPU: ``$CXX`` where set, else the usual names."""
+    return [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+
+
+def has_cxx_compiler() -> bool:
+    """Whether one of :func:`_cxx_names` is on PATH (what ``run.compile`` on the CPU needs)."""
+    import shutil
+
+    return any(shutil.which(n) for n in _cxx_names())
+
+
 def _check_compiler(device: torch.device) -> None:
     """``torch.compile`` on the CPU writes C++: refuse ``run.compile`` up front where no compiler is found
     (instead of a long TorchInductor traceback at the first step)."""
-    if device.type != "cpu":
-        return
-    import shutil
-
-    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
-    if not any(shutil.which(n) for n in names):
-        raise ValueError(f"run.compile: torch.compile on the CPU needs a C++ compiler; none of {', '.join(names)} "
-                         "was found on PATH (install one, or set run.compile=false)")
+    if device.type == "cpu" and not has_cxx_compiler():
+        raise ValueError(f"run.compile: torch.compile on the CPU needs a C++ compiler; none of "
+                         f"{', '.join(_cxx_names())} was found on PATH (install one, or set run.compile=false)")
 
 
 @runtime_checkable

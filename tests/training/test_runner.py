@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from nphmkit.training.config import load_config, save_config
-from nphmkit.training.runner import RunConfig, batch_indices, train
+from nphmkit.training.runner import RunConfig, batch_indices, has_cxx_compiler, train
 from tests.helpers import assert_close
 from tests.training.toy import ToyTask
 
@@ -191,10 +190,7 @@ def test_the_runner_steps_as_a_plain_adamw_loop(tmp_path):
     assert max(float((want[k] - start[k]).abs().max()) for k in want) > 1e-3  # the steps moved the parameters
 
 
-_CXX = any(shutil.which(n) for n in ([os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]))
-
-
-@pytest.mark.skipif(not _CXX, reason="torch.compile on the CPU needs a C++ compiler, and none is on PATH")
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on the CPU needs a C++ compiler, and none is on PATH")
 def test_compiled_runs_take_the_steps_of_eager_ones(tmp_path):
     """``run.compile`` (the forward through ``torch.compile``) against the eager run, its reference: the same
     parameters and losses up to float rounding, saved under the same names; in one process and under torchrun
