@@ -28,7 +28,9 @@ from the shipped regressor's codes and pose against the shipped predictor's maps
 - ``"weights"``: the per-pixel weights of the map terms, ``"confidence"`` (default, the predictor's);
   ``"none"``; ``"squared"``, the confidence squared; ``"oracle"``, the confidence with the pixels whose
   predicted normal is more than 10 degrees off the exact one dropped (an oracle: what a perfect outlier
-  detector would give).
+  detector would give);
+- ``"surface": w`` (default 0): adds a term of weight ``w`` holding the predicted canonical points on the identity's
+  zero level set (:func:`canonical_surface_term`; ``"surface_delta"``, its Cauchy/Huber scale, default 0.01).
 
 Printed per image and summed: NoW mean (mm, aligned), posed surface error (mm), mean landmark error (mm,
 camera frame). How ``nphmkit.pipeline.pix2nphm.REFINE`` was chosen, and what limits it (benchmarks/RESULTS.md).
@@ -116,6 +118,29 @@ def rotated_normal_term(ctx, robust: str = "huber", delta: float = 0.1):
     return normal_map_loss(normals, ctx.targets.normals, w, robust, delta)
 
 
+def canonical_surface_term(ctx, robust: str = "cauchy", delta: float = 0.01):
+    """The predicted canonical points on the identity's zero level set: the robust mean of ``|sdf_id(x_c)|`` over
+    the sampled pixels of the target mask (the render need not hit them), weighted by the confidence. The hyper
+    coordinates are the render's where it hits, 0 (the neutral) elsewhere. Needs a model with ``identity_sdf``."""
+    import torch
+
+    from nphmkit.losses.image import robust as penalty
+
+    t = ctx.targets
+    if t.points is None:
+        return ctx.z_id.new_zeros(())
+    q = t.points
+    n_query = ctx.render.canonical.shape[-1] if ctx.render.canonical is not None else 3
+    if n_query > 3:
+        hyper = torch.where(ctx.render.mask[..., None], ctx.render.canonical[..., 3:].detach(), 0.0)
+        q = torch.cat([q, hyper], -1)
+    sdf = ctx.model.identity_sdf(q, ctx.z_id)[..., 0]
+    w = (t.mask & t.point_valid).to(sdf.dtype)
+    if t.confidence is not None:
+        w = w * t.confidence
+    return (penalty(sdf.abs(), robust, delta) * w).sum() / w.sum().clamp_min(1.0)
+
+
 def far_off(normals, exact_normals, degrees: float = 10.0):
     """``(1, H, W)`` bool: where unit normals ``(1, H, W, 3)`` are more than ``degrees`` off the exact ones."""
     import torch
@@ -200,6 +225,7 @@ def main() -> int:
             over = dict(over)
             steps = over.pop("steps", args.steps)
             kind, pose, points, weights, normal_kind, K_kind = (over.pop(key, allowed[0]) for key, allowed in CHOICES.items())
+            w_surface, surface_delta = float(over.pop("surface", 0.0)), float(over.pop("surface_delta", 0.01))
             m, first, K = all_maps[kind], starts[pose], item["K"]
             if K_kind != "true":  # the pose of the regressor's start in that camera
                 if pose != "regressor":
@@ -218,7 +244,7 @@ def main() -> int:
             else:
                 cfg = replace(ImageFitConfig(steps=steps, patience=steps, seed=i), **over)
                 terms = None
-                if points != "plain" or normal_kind != "plain":
+                if points != "plain" or normal_kind != "plain" or w_surface:
                     terms = list(cfg.default_terms())
                 if points != "plain":
                     terms = [t for t in terms if t.name != "points"]
@@ -229,6 +255,9 @@ def main() -> int:
                     terms = [t for t in terms if t.name != "normals"]
                     term = partial(rotated_normal_term, robust=cfg.robust, delta=cfg.normal_delta)
                     terms.append(LossTerm("normals", cfg.w_normals, term, "data"))
+                if w_surface:
+                    term = partial(canonical_surface_term, robust=cfg.robust, delta=surface_delta)
+                    terms.append(LossTerm("canonical surface", w_surface, term, "data"))
                 res = fit_image(model, m.normals, m.canonical, m.mask, K[None], init=first, config=cfg,
                                 progress=False, confidence=confidence, terms=terms,
                                 point_valid=item["canonical_valid"][None] if kind == "exact" else None)

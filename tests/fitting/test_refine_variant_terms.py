@@ -1,5 +1,5 @@
-"""The terms that benchmarks/bench_refine_variants.py swaps into ``fit_image`` (its ``"points"`` and ``"normals"``
-choices)."""
+"""The terms that benchmarks/bench_refine_variants.py swaps into ``fit_image`` (its ``"points"``, ``"normals"`` and
+``"surface"`` choices)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_refine_variants import centred_point_term, rotated_normal_term  # noqa: E402
+from bench_refine_variants import canonical_surface_term, centred_point_term, rotated_normal_term  # noqa: E402
 
 from nphmkit.losses import point_map_loss  # noqa: E402
+from nphmkit.losses.image import robust as penalty  # noqa: E402
 
 
 def _ctx(points, target, mask, confidence=None):
@@ -75,3 +76,28 @@ def test_rotated_normal_term_ignores_one_rotation_of_the_whole_map(n, seed, angl
                           targets=SimpleNamespace(normals=turned, mask=mask, confidence=None))
     assert float(rotated_normal_term(ctx, robust, 0.05)) < 1e-9
     assert float(normal_map_loss(normals, turned, mask, robust, 0.05)) > 1e-6  # the plain term sees it
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 37), seed=st.integers(0, 10_000), radius=st.floats(0.8, 1.2),
+       robust=st.sampled_from(["huber", "cauchy", "l1"]))
+def test_canonical_surface_term_is_the_identity_sdf_at_the_target_points(n, seed, radius, robust):
+    g = torch.Generator().manual_seed(seed)
+    # an identity SDF: the sphere of radius 1, shifted by the sum of the hyper coordinates
+    model = SimpleNamespace(identity_sdf=lambda q, z: (q[..., :3].norm(dim=-1) - 1 + q[..., 3:].sum(-1))[..., None])
+    direction = torch.nn.functional.normalize(torch.randn(2, n, 3, generator=g, dtype=torch.float64), dim=-1)
+    target = radius * direction  # the predicted canonical points, all at distance |radius - 1| from the surface
+    hit = torch.rand(2, n, generator=g) > 0.5
+    mask = torch.rand(2, n, generator=g) > 0.3
+    mask[:, 0] = True
+    hyper = torch.rand(2, n, 2, generator=g, dtype=torch.float64) * 0.1
+    rendered = torch.cat([torch.zeros(2, n, 3, dtype=torch.float64), hyper], -1)
+    confidence = torch.rand(2, n, generator=g, dtype=torch.float64) + 0.1
+    ctx = SimpleNamespace(model=model, z_id=torch.zeros(2, 4, dtype=torch.float64),
+                          render=SimpleNamespace(canonical=rendered, mask=hit),
+                          targets=SimpleNamespace(points=target, mask=mask, point_valid=mask, confidence=confidence))
+    # the render's hyper coordinates where it hits, 0 elsewhere; weights: target mask x confidence
+    sdf = (radius - 1) + torch.where(hit, hyper.sum(-1), 0.0)
+    w = mask.to(torch.float64) * confidence
+    expected = (penalty(sdf.abs(), robust, 0.01) * w).sum() / w.sum()
+    torch.testing.assert_close(canonical_surface_term(ctx, robust, 0.01), expected)
