@@ -254,13 +254,19 @@ def reference(summary: list[dict], maps: str, with_regressor: bool) -> None:
 
     if not summary or maps != "predicted" or not with_regressor:
         return
-    q = json.loads((ASSETS / "small_regressor" / "quality.json").read_text())["heldout"]
+    quality = json.loads((ASSETS / "small_regressor" / "quality.json").read_text())
+    q = quality["heldout"]
     held = q["stages"]
     mean = {k: float(np.mean([r["stages"][k]["now_mean_mm"] for r in summary])) for k in summary[0]["stages"]}
     print(f"\nNoW mean over these {len(summary)} images: (a) feed-forward {mean['a_feed_forward']:.2f} mm, (b) refined "
           f"{mean['b_refined']:.2f} mm. Stored in small_regressor/quality.json ({q['images']} held-out images, same "
           f"protocol): (a) {held['a_feed_forward']['now_mean_mm']:.2f}, (b) {held['b_refined_predicted']['now_mean_mm']:.2f}, "
           f"(c) refined from exact maps {held['c_refined_exact']['now_mean_mm']:.2f} mm.")
+    cut = quality.get("ratios", {}).get("refinement_cut_of_feed_forward_now_mean")
+    target = quality.get("targets", {}).get("refinement_cut_of_feed_forward_now_mean")
+    if cut is not None and target is not None:
+        print(f"There the refinement cuts (a) by {100 * cut:.1f} % (target {target['op']} {100 * target['value']:g} %: "
+              f"{'met' if target['met'] else 'NOT met'}); (b) is {quality['ratios']['predicted_to_exact_now_mean']:.2f}x (c).")
 
 
 def real_photo(out: Path, args) -> int:

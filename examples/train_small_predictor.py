@@ -143,6 +143,7 @@ def _map_figures(net, held, label: str) -> dict:
 def report(args) -> None:
     import numpy as np
 
+    from nphmkit._io import write_text
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.heads import DensePredictor
     from nphmkit.pretrained import ASSETS, load_small_nphm
@@ -192,7 +193,7 @@ def report(args) -> None:
         },
         "note": "knows only the synthetic family; photos must be cropped the same way (face box x1.42)",
     }
-    (out / "quality.json").write_text(json.dumps(quality, indent=1) + "\n")
+    write_text(out / "quality.json", json.dumps(quality, indent=1) + "\n")
     print(f"wrote {out} (fit from predicted maps: {ratio:.2f}x the exact-map surface error)")
 
 

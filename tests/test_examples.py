@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +45,7 @@ def test_demo_writes_every_output(tmp_path):
     for figures in stages.values():
         assert 0 < figures["now_mean_mm"] < 20 and 0 < figures["posed_mm"] < 50, stages
     assert "(a) feed-forward" in stdout and "(c) refined from exact maps" in stdout
+    assert "20 held-out images" in stdout and "refinement cuts (a) by" in stdout  # the stored figures and the target
     from nphmkit.data.image_io import read_image
 
     picture = read_image(tmp_path / "01_side_by_side.png")
@@ -69,3 +72,55 @@ def test_custom_head_model_is_recovered(tmp_path):
 def test_synthetic_gallery_writes_its_picture(tmp_path):
     _run([str(ROOT / "examples" / "synthetic_gallery.py"), "--size", "32", "-o", str(tmp_path / "g.png")], ROOT)
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regressor_report_states_the_ratios_and_targets():
+    script = _example("train_small_regressor")
+    stages = {"a_feed_forward": {"now_mean_mm": 0.8}, "b_refined_predicted": {"now_mean_mm": 0.6},
+              "c_refined_exact": {"now_mean_mm": 0.4}, "e_refine_exact": {"now_mean_mm": 0.5}}
+    summary = {"images": 20, "steps": 100, "data": str(ROOT / "out" / "heldout20"), "mean": stages}
+    q = script.quality_figures(summary)
+    assert q["ratios"]["feed_forward_to_exact_now_mean"] == 2.0 and q["targets"]["feed_forward_to_exact_now_mean"]["met"]
+    assert abs(q["ratios"]["predicted_to_exact_now_mean"] - 1.5) < 1e-12
+    assert abs(q["ratios"]["refinement_cut_of_feed_forward_now_mean"] - 0.25) < 1e-12
+    assert abs(q["ratios"]["predicted_to_exact_same_refinement_now_mean"] - 1.2) < 1e-12  # (b) / (e)
+    assert set(q["targets"]) == set(q["ratios"])
+    assert not q["targets"]["refinement_cut_of_feed_forward_now_mean"]["met"]  # 25 % < 30 %
+    assert q["heldout"]["data"] == "out/heldout20" and "--images 20" in q["report_command"]  # no machine paths
+    stages["b_refined_predicted"]["now_mean_mm"] = 0.7  # 1.75x (c): over 1.5x
+    assert not script.quality_figures(summary)["targets"]["predicted_to_exact_now_mean"]["met"]
+
+
+def test_regressor_ship_replaces_the_weight_folder_whole(tmp_path, monkeypatch):
+    import argparse
+
+    import nphmkit.pretrained
+
+    script = _example("train_small_regressor")
+    shipped = tmp_path / "assets" / "small_regressor"
+    shipped.mkdir(parents=True)
+    (shipped / "stale.txt").write_text("from the previous weights")
+    monkeypatch.setattr(nphmkit.pretrained, "SMALL_REGRESSOR", shipped)
+    run = tmp_path / "out"
+    args = argparse.Namespace(out=run, steps=12, two_d=0.25, images=30)
+    with pytest.raises(SystemExit, match="run the train stage first"):
+        script.ship(args)
+    assert (shipped / "stale.txt").is_file()  # a refusal leaves the shipped folder alone
+    (run / "run" / "weights").mkdir(parents=True)
+    (run / "run" / "weights" / "weights.safetensors").write_bytes(b"new")
+    (run / "train_seconds.txt").write_text("77\n")
+    script.ship(args)
+    assert sorted(p.name for p in shipped.parent.iterdir()) == ["small_regressor"]  # no .tmp or .old left
+    assert (shipped / "weights.safetensors").read_bytes() == b"new" and not (shipped / "stale.txt").exists()
+    quality = json.loads((shipped / "quality.json").read_text())
+    assert quality["steps"] == 12 and quality["training_seconds"] == "77" and "SYNTHETIC" in quality["trained_on"]
+    assert quality["command"] == "python examples/train_small_regressor.py --steps 12 --two-d 0.25"
