@@ -2,6 +2,7 @@
 
     python examples/train_small_predictor.py                       # data, training, report, weight folder
     python examples/train_small_predictor.py --stage report        # only the report of a finished run
+    python examples/train_small_predictor.py --stage fits --fits 12 --fit-heldout out/heldout20   # the fitting check
 
 Stages (each resumable; data and runs live under out/, only the weight folder is shipped):
 1. data: ``--images`` training renders (seed 0) and ``--heldout`` held-out renders (seed 11: heads,
@@ -15,7 +16,9 @@ Stages (each resumable; data and runs live under out/, only the weight folder is
 4. report: mean / median normal angle error (deg), canonical error (mm), mask IoU on the held-out
    images, and ``fit_image`` of the small NPHM from predicted maps vs exact maps (same steps) on the
    demo images and the first ``--fits`` held-out images; writes ``nphmkit/assets/small_predictor``
-   with ``quality.json``.
+   with ``quality.json``;
+5. fits (only when asked for): the report's fitting check alone, of the shipped weights, on the first ``--fits``
+   images of ``--fit-heldout``; replaces that part of their ``quality.json``.
 """
 
 from __future__ import annotations
@@ -140,24 +143,26 @@ def _map_figures(net, held, label: str) -> dict:
             "mask_iou": inter / union, "images": len(held)}
 
 
-def report(args) -> None:
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (quality.json names no machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _fit_check(net, held, n_fits: int) -> dict:
+    """Issue 16's fitting check, ``quality.json``'s ``fit_from_predicted_maps``: ``fit_image`` of the small NPHM
+    from the exact maps and from ``net``'s maps, on the demo images and the first ``n_fits`` of ``held``."""
     import numpy as np
 
-    from nphmkit._io import write_text
     from nphmkit.data.dataset import ImageDataset
-    from nphmkit.heads import DensePredictor
     from nphmkit.pretrained import ASSETS, load_small_nphm
 
-    net = DensePredictor.load(_final(args)).eval()
-    held = ImageDataset(args.out / "heldout")
-    figures = _map_figures(net, held, "held-out")
-    stage_2 = _map_figures(DensePredictor.load(args.out / "run" / "weights").eval(), held, "stage 2 alone") \
-        if args.head_steps else None
-    # fitting from predicted maps vs exact maps: the demo images and the first held-out ones
     model = load_small_nphm()
     demo = ImageDataset(ASSETS / "demo")
     fits = []
-    for source, ds, n in (("demo", demo, len(demo)), ("heldout", held, min(args.fits, len(held)))):
+    for source, ds, n in (("demo", demo, len(demo)), ("heldout", held, min(n_fits, len(held)))):
         for i in range(n):
             row = _fit_both(model, net, ds[i])
             fits.append({"source": source, "image": i, **row})
@@ -166,6 +171,34 @@ def report(args) -> None:
                   + (f" ({row['surface_mm_predicted_unweighted']:.2f} mm without the confidence)"
                      if "surface_mm_predicted_unweighted" in row else ""), flush=True)
     ratio = float(np.mean([r["surface_mm_predicted"] for r in fits]) / np.mean([r["surface_mm_exact"] for r in fits]))
+    return {
+        "images": fits, "heldout_data": _relative(held.folder), "steps": 100,
+        "mean_surface_mm_exact": float(np.mean([r["surface_mm_exact"] for r in fits])),
+        "mean_surface_mm_predicted": float(np.mean([r["surface_mm_predicted"] for r in fits])),
+        "ratio_predicted_to_exact": ratio,
+        **({"mean_surface_mm_predicted_unweighted": float(np.mean([r["surface_mm_predicted_unweighted"]
+                                                                    for r in fits]))}
+           if "surface_mm_predicted_unweighted" in fits[0] else {}),
+        "target": f"<= 1.5x the exact-map surface error: {'met' if ratio <= 1.5 else 'NOT met'} ({ratio:.2f}x)",
+        "how": "fit_image of the shipped small NPHM (PnP start, 100 steps) to the exact maps and to this "
+               "network's maps of the same image (weighted per pixel by its confidence; 'unweighted': "
+               "without); surface error = mean |sdf| of the fitted head at 4000 ground-truth surface points (mm)",
+    }
+
+
+def report(args) -> None:
+    from nphmkit._io import write_text
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.heads import DensePredictor
+    from nphmkit.pretrained import ASSETS
+
+    net = DensePredictor.load(_final(args)).eval()
+    held = ImageDataset(args.out / "heldout")
+    figures = _map_figures(net, held, "held-out")
+    stage_2 = _map_figures(DensePredictor.load(args.out / "run" / "weights").eval(), held, "stage 2 alone") \
+        if args.head_steps else None
+    # fitting from predicted maps vs exact maps: the demo images and the first held-out ones
+    check = _fit_check(net, ImageDataset(args.fit_heldout or args.out / "heldout"), args.fits)
     out = ASSETS / "small_predictor"
     net.save(out, metadata={"trained_by": "examples/train_small_predictor.py", "normal_frame": "camera"})
     quality = {
@@ -178,23 +211,33 @@ def report(args) -> None:
                   "backbone), digest " + net.features_sha256()} if args.head_steps else None),
         "heldout": {"seed": 11, **figures},
         **({"heldout_stage_2_alone": {"seed": 11, **stage_2}} if stage_2 else {}),
-        "fit_from_predicted_maps": {
-            "images": fits, "steps": 100,
-            "mean_surface_mm_exact": float(np.mean([r["surface_mm_exact"] for r in fits])),
-            "mean_surface_mm_predicted": float(np.mean([r["surface_mm_predicted"] for r in fits])),
-            "ratio_predicted_to_exact": ratio,
-            **({"mean_surface_mm_predicted_unweighted": float(np.mean([r["surface_mm_predicted_unweighted"]
-                                                                        for r in fits]))}
-               if "surface_mm_predicted_unweighted" in fits[0] else {}),
-            "target": f"<= 1.5x the exact-map surface error: {'met' if ratio <= 1.5 else 'NOT met'} ({ratio:.2f}x)",
-            "how": "fit_image of the shipped small NPHM (PnP start, 100 steps) to the exact maps and to this "
-                   "network's maps of the same image (weighted per pixel by its confidence; 'unweighted': "
-                   "without); surface error = mean |sdf| of the fitted head at 4000 ground-truth surface points (mm)",
-        },
+        "fit_from_predicted_maps": check,
         "note": "knows only the synthetic family; photos must be cropped the same way (face box x1.42)",
     }
     write_text(out / "quality.json", json.dumps(quality, indent=1) + "\n")
-    print(f"wrote {out} (fit from predicted maps: {ratio:.2f}x the exact-map surface error)")
+    print(f"wrote {out} (fit from predicted maps: {check['ratio_predicted_to_exact']:.2f}x the exact-map surface error)")
+
+
+def fits(args) -> None:
+    """The fitting check alone, of the shipped weights: replaces ``fit_from_predicted_maps`` in their
+    ``quality.json`` and keeps the rest."""
+    from nphmkit._io import write_text
+    from nphmkit.data.dataset import ImageDataset
+    from nphmkit.pretrained import SMALL_PREDICTOR, load_small_predictor
+
+    folder = args.fit_heldout or args.out / "heldout"
+    if not (folder / "index.json").is_file():
+        raise SystemExit(f"--fit-heldout: {folder} has no index.json; render held-out images (seed 11) first")
+    held = ImageDataset(folder)
+    if len(held) < args.fits:
+        raise SystemExit(f"--fits: expected at most the {len(held)} images of {folder}, got {args.fits}")
+    check = _fit_check(load_small_predictor(), held, args.fits)
+    check["command"] = "python examples/train_small_predictor.py " + " ".join(sys.argv[1:])
+    path = SMALL_PREDICTOR / "quality.json"
+    quality = json.loads(path.read_text())
+    quality["fit_from_predicted_maps"] = check
+    write_text(path, json.dumps(quality, indent=1) + "\n")
+    print(f"wrote {path} (fit from predicted maps: {check['ratio_predicted_to_exact']:.2f}x the exact-map surface error)")
 
 
 def main() -> int:
@@ -203,14 +246,16 @@ def main() -> int:
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--heldout", type=int, default=200)
     p.add_argument("--fits", type=int, default=4, help="held-out images also fitted from predicted vs exact maps")
+    p.add_argument("--fit-heldout", type=Path, default=None,
+                   help="the held-out renders of that fitting check (default: OUT/heldout)")
     p.add_argument("--steps", type=int, default=25000)
     p.add_argument("--head-steps", type=int, default=5000)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes rendering the data (one thread each; the images do not depend on it)")
-    p.add_argument("--stage", choices=["all", "data", "train", "head", "report"], default="all")
+    p.add_argument("--stage", choices=["all", "data", "train", "head", "report", "fits"], default="all")
     args = p.parse_args()
-    for name, fn in (("data", data), ("train", train), ("head", head), ("report", report)):
-        if args.stage in ("all", name):
+    for name, fn in (("data", data), ("train", train), ("head", head), ("report", report), ("fits", fits)):
+        if args.stage == name or (args.stage == "all" and name != "fits"):  # the report runs the fits itself
             fn(args)
     return 0
 

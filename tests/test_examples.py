@@ -124,3 +124,38 @@ def test_regressor_ship_replaces_the_weight_folder_whole(tmp_path, monkeypatch):
     quality = json.loads((shipped / "quality.json").read_text())
     assert quality["steps"] == 12 and quality["training_seconds"] == "77" and "SYNTHETIC" in quality["trained_on"]
     assert quality["command"] == "python examples/train_small_regressor.py --steps 12 --two-d 0.25"
+
+
+def test_predictor_fit_check_replaces_only_its_part_of_quality_json(tmp_path, monkeypatch):
+    import argparse
+
+    import nphmkit.pretrained
+
+    script = _example("train_small_predictor")
+    shipped = tmp_path / "small_predictor"
+    shipped.mkdir()
+    (shipped / "quality.json").write_text(json.dumps({"heldout": {"seed": 11}, "fit_from_predicted_maps": {"old": 1}}))
+    monkeypatch.setattr(nphmkit.pretrained, "SMALL_PREDICTOR", shipped)
+    monkeypatch.setattr(nphmkit.pretrained, "load_small_predictor", lambda: "net")
+    calls = []
+
+    def fake_fit(model, net, item):  # exact 1 mm, predicted 2 mm: a ratio of 2
+        calls.append(item)
+        return {"surface_mm_exact": 1.0, "surface_mm_predicted": 2.0}
+
+    monkeypatch.setattr(script, "_fit_both", fake_fit)
+    held = tmp_path / "held"
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+
+    write_dataset(held, 3, SynthConfig(image_size=32, seed=11), progress=False)
+    args = argparse.Namespace(out=tmp_path / "out", fit_heldout=held, fits=4)
+    with pytest.raises(SystemExit, match="--fits: expected at most the 3 images"):
+        script.fits(args)
+    args.fits = 2
+    script.fits(args)
+    quality = json.loads((shipped / "quality.json").read_text())
+    check = quality["fit_from_predicted_maps"]
+    assert quality["heldout"] == {"seed": 11} and "old" not in check  # the rest kept, the check replaced
+    assert [(r["source"], r["image"]) for r in check["images"]][-2:] == [("heldout", 0), ("heldout", 1)]
+    assert len(calls) == len(check["images"]) and check["ratio_predicted_to_exact"] == 2.0
+    assert "NOT met (2.00x)" in check["target"]
