@@ -43,14 +43,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("a_feed_forward", "b_refined_predicted", "e_refine_exact", "c_refined_exact", "d_fit_points")
 
 
-def refine_tag(no_confidence: bool = False) -> str:
+def refine_tag(no_confidence: bool = False, no_regressor_steps: int | None = None) -> str:
     """What stage (b) ran: the pipeline's refinement settings and the shipped predictor whose maps it fits (cached
-    items made with others are redone by --redo-b)."""
+    items made with others are redone by --redo-b). ``no_regressor_steps``: (b) was ``fit_image``'s default schedule
+    for that many steps from the mean head (``--no-regressor``), not ``REFINE``."""
     from nphmkit.fitting import ImageFitConfig
     from nphmkit.pipeline.pix2nphm import REFINE as R
     from nphmkit.pretrained import weights_folder, weights_sha256
 
     d = ImageFitConfig()  # settings at fit_image's defaults are left out of the tag
+    if no_regressor_steps is not None:
+        return (f"fit_image from the mean head and a PnP start (no regressor): {no_regressor_steps} steps; "
+                f"small_predictor {weights_sha256(weights_folder('small_predictor'))[:12]}"
+                + (", confidence ignored" if no_confidence else ""))
     return (f"pix2nphm.REFINE: {R.steps} steps, lr codes {R.lr_codes:g}, anchor {R.anchor:g}, points weight "
             f"{R.w_points:g}, pose {'fitted' if R.fit_pose else 'fixed'}, warm start {R.warm_start}"
             + ("" if (R.robust, R.normal_delta) == (d.robust, d.normal_delta)
@@ -292,14 +297,15 @@ def main() -> int:
         predictor = _WithoutConfidence(predictor)
     regressor = None if args.no_regressor or not has_weights("small_regressor") else load_small_regressor()
     (args.out / "items").mkdir(parents=True, exist_ok=True)
+    tag = refine_tag(args.no_confidence, None if regressor else args.steps)
     done = []
     for i in range(n):
         path = args.out / "items" / f"{i:03d}.json"
         if path.is_file():
             row = json.loads(path.read_text())
-            if args.redo_b and row.get("refine") != refine_tag(args.no_confidence):
+            if args.redo_b and row.get("refine") != tag:
                 row, render_b = redo_b(i, data[i], row, model, predictor, regressor, args.steps, args.resolution)
-                row["refine"] = refine_tag(args.no_confidence)
+                row["refine"] = tag
                 _save_views(args.out, i, data[i], render_b)
                 write_text(path, json.dumps(row) + "\n")
                 again = "; ".join(f"{k[0]} now {row['stages'][k]['now_mean_mm']:.2f} mm"
@@ -308,7 +314,7 @@ def main() -> int:
             done.append(row)
             continue
         row = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution, args.stages)
-        row["refine"] = refine_tag(args.no_confidence)
+        row["refine"] = tag
         _save_views(args.out, i, data[i], row.pop("_renders").get("b_refined_predicted"))
         write_text(path, json.dumps(row) + "\n")
         done.append(row)
