@@ -58,6 +58,12 @@ TARGETS = {"feed_forward_to_exact_now_mean": 3.0, "predicted_to_exact_now_mean":
 maps, where (c) is ``fit_image``'s default 100 steps."""
 
 
+def _count(folder: Path, default: int) -> int:
+    """The number of images of the dataset ``folder`` (``default`` if it has no index)."""
+    index = folder / "index.json"
+    return len(json.loads(index.read_text())["images"]) if index.is_file() else default
+
+
 def ship(args) -> None:
     from nphmkit._io import write_text
     from nphmkit.pretrained import SMALL_REGRESSOR
@@ -71,7 +77,7 @@ def ship(args) -> None:
     seconds = (args.out / "train_seconds.txt").read_text().strip() if (args.out / "train_seconds.txt").is_file() else "?"
     trained = {
         "trained_on": "nphmkit's SYNTHETIC head family only (analytic heads, not real people): the small predictor's "
-                      f"{args.images} training renders (128^2, crop framing, seed 0)",
+                      f"{_count(args.data, args.images)} training renders (128^2, crop framing, seed 0)",
         "command": f"python examples/train_small_regressor.py --steps {args.steps} --two-d {args.two_d:g}",
         "backbone": "the shipped small_predictor's geometry tokens (one shared, frozen backbone; not stored here: "
                     "config.json names it with its sha256)",
@@ -134,6 +140,10 @@ def report(args) -> None:
 
     if not (SMALL_REGRESSOR / "weights.safetensors").is_file():
         raise SystemExit(f"report: no regressor in {SMALL_REGRESSOR}; run the ship stage first")
+    have = _count(args.heldout, args.report_images)  # a missing folder is rendered by the benchmark
+    if have < args.report_images:
+        raise SystemExit(f"--report-images: expected at most the {have} images of {args.heldout}, got "
+                         f"{args.report_images} (or point --heldout at a larger held-out set)")
     bench = ROOT / "out" / "bench_reconstruction"  # the full benchmark resumes from these images
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_reconstruction.py"), "--data", str(args.heldout),
                     "--images", str(args.report_images), "--out", str(bench), "--redo-b"], check=True)

@@ -111,7 +111,7 @@ def test_regressor_ship_replaces_the_weight_folder_whole(tmp_path, monkeypatch):
     (shipped / "stale.txt").write_text("from the previous weights")
     monkeypatch.setattr(nphmkit.pretrained, "SMALL_REGRESSOR", shipped)
     run = tmp_path / "out"
-    args = argparse.Namespace(out=run, steps=12, two_d=0.25, images=30)
+    args = argparse.Namespace(out=run, steps=12, two_d=0.25, images=30, data=tmp_path / "no_data")
     with pytest.raises(SystemExit, match="run the train stage first"):
         script.ship(args)
     assert (shipped / "stale.txt").is_file()  # a refusal leaves the shipped folder alone
@@ -159,3 +159,21 @@ def test_predictor_fit_check_replaces_only_its_part_of_quality_json(tmp_path, mo
     assert [(r["source"], r["image"]) for r in check["images"]][-2:] == [("heldout", 0), ("heldout", 1)]
     assert len(calls) == len(check["images"]) and check["ratio_predicted_to_exact"] == 2.0
     assert "NOT met (2.00x)" in check["target"]
+
+
+def test_regressor_report_refuses_a_held_out_set_too_small(tmp_path, monkeypatch):
+    import argparse
+
+    import nphmkit.pretrained
+    from nphmkit.data.synthetic.dataset import SynthConfig, write_dataset
+
+    script = _example("train_small_regressor")
+    shipped = tmp_path / "small_regressor"
+    shipped.mkdir()
+    (shipped / "weights.safetensors").write_bytes(b"weights")
+    monkeypatch.setattr(nphmkit.pretrained, "SMALL_REGRESSOR", shipped)
+    write_dataset(tmp_path / "held", 3, SynthConfig(image_size=32, seed=11), progress=False)
+    args = argparse.Namespace(heldout=tmp_path / "held", report_images=5)
+    with pytest.raises(SystemExit, match="--report-images: expected at most the 3 images"):
+        script.report(args)
+    assert not (shipped / "quality.json").exists()  # refused before anything ran or was written
