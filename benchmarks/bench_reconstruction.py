@@ -22,9 +22,11 @@ reconstruction in its own pose (single-view depth and size trade off here); ``no
 landmarks and rigid ICP; median and mean of the scan-to-mesh distances); ``landmarks`` = mean
 posed landmark error; ``normals`` = mean angle to the exact normal map where both see the head
 (deg); ``neutral`` = chamfer of the neutral mesh to the ground-truth neutral (head space); seconds per
-image. Per-image results are kept in ``OUT/items/`` (a rerun resumes; ``--redo-b`` recomputes (b), and (e), of
-cached images made with another refinement); ``OUT/summary.json``,
-``OUT/cdf.png`` (NoW distances per stage, plot extra) and ``OUT/gallery.png`` (best, median, worst
+image. Per-image results are kept in ``OUT/items/`` (a rerun resumes, and runs on cached images the
+``--stages`` they lack; ``--redo-b`` recomputes (b), and (e), of cached images made with another
+refinement); ``OUT/summary.json`` (the means, each stage's per-image NoW means, and the ratios of the
+stages' NoW means with 95 % bootstrap intervals over the images: how far a fresh draw of as many images
+could move them), ``OUT/cdf.png`` (NoW distances per stage, plot extra) and ``OUT/gallery.png`` (best, median, worst
 of stage b: input | overlay | reconstruction, from ``OUT/items/NNN_b.png``) at the end.
 """
 
@@ -41,6 +43,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("a_feed_forward", "b_refined_predicted", "e_refine_exact", "c_refined_exact", "d_fit_points")
+RATIOS = (("b_refined_predicted", "a_feed_forward"), ("a_feed_forward", "c_refined_exact"),
+          ("b_refined_predicted", "c_refined_exact"), ("a_feed_forward", "e_refine_exact"),
+          ("b_refined_predicted", "e_refine_exact"))
+"""The ratios of NoW means the summary gives intervals for, ``(numerator, denominator)``; key ``"b/a"`` etc."""
+
+
+def ratio_intervals(per_image: dict[str, list[float]], level: float = 0.95) -> dict[str, dict]:
+    """``{"b/a": Interval.as_dict(), ...}``: each ratio of :data:`RATIOS` whose two stages ``per_image`` holds (per-image
+    NoW means of the same images), with its bootstrap interval over the images (:func:`nphmkit.eval.ratio_interval`)."""
+    from nphmkit.eval import ratio_interval
+
+    return {f"{num[0]}/{den[0]}": ratio_interval(per_image[num], per_image[den], level=level).as_dict()
+            for num, den in RATIOS if num in per_image and den in per_image and len(per_image[num]) >= 2}
 
 
 def refine_tag(no_confidence: bool = False, no_regressor_steps: int | None = None) -> str:
@@ -189,6 +204,13 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
     return row, render_b
 
 
+def missing_stages(row: dict, stages: str, regressor: bool) -> str:
+    """The letters of ``stages`` a cached row lacks and can still get: (a) and (e) need a regressor, and (a) is only
+    ever run with the row's other stages (a cached row without it was made without a regressor)."""
+    have = {key[0] for key in row["stages"]}
+    return "".join(c for c in stages if c not in have and c != "a" and (regressor or c != "e"))
+
+
 def run_image(i: int, item: dict, model, predictor, regressor, steps: int, resolution: int,
               stages: str = "abcde") -> dict:
     from nphmkit.fitting import FitResult, ImageFitConfig, PointFitConfig, fit_image, fit_points
@@ -272,7 +294,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_reconstruction")
     parser.add_argument("--no-regressor", action="store_true", help="skip stage (a); (b), (c) start from PnP")
     parser.add_argument("--stages", default="abcde",
-                        help="the stages new images run (a subset of abcde; (b), (c) and (e) start from (a) either way)")
+                        help="the stages each image runs (a subset of abcde; (b), (c) and (e) start from (a) either "
+                             "way); cached images get those they lack")
     parser.add_argument("--no-confidence", action="store_true",
                         help="ablation: stage (b) ignores the predictor's confidence (unweighted pixels)")
     parser.add_argument("--redo-b", action="store_true",
@@ -303,6 +326,14 @@ def main() -> int:
         path = args.out / "items" / f"{i:03d}.json"
         if path.is_file():
             row = json.loads(path.read_text())
+            missing = missing_stages(row, args.stages, regressor is not None)
+            if missing:  # a cached image gets the stages asked for now that it lacks
+                extra = run_image(i, data[i], model, predictor, regressor, args.steps, args.resolution, missing)
+                _save_views(args.out, i, data[i], extra.pop("_renders").get("b_refined_predicted"))
+                row["stages"].update(extra["stages"])
+                write_text(path, json.dumps(row) + "\n")
+                print(f"image {i}: added " + "; ".join(f"{k[0]} now {v['now_mean_mm']:.2f} posed {v['posed_mm']:.2f} mm"
+                                                        for k, v in extra["stages"].items()), flush=True)
             if args.redo_b and row.get("refine") != tag:
                 row, render_b = redo_b(i, data[i], row, model, predictor, regressor, args.steps, args.resolution)
                 row["refine"] = tag
@@ -324,8 +355,11 @@ def main() -> int:
     keys = ("posed_mm", "now_median_mm", "now_mean_mm", "landmarks_mm", "normals_deg", "neutral_chamfer_mm", "seconds",
             "posed_chamfer_mm", "posed_nc", "posed_f2.5", "neutral_nc", "neutral_f2.5")
     table = {s: {k: float(np.nanmean([r["stages"][s].get(k, np.nan) for r in done])) for k in keys} for s in stages}
+    per_image = {s: [r["stages"][s]["now_mean_mm"] for r in done] for s in stages}
+    intervals = ratio_intervals(per_image)
     summary = {"images": n, "data": str(args.data), "steps": args.steps, "regressor": regressor is not None,
-               "refine": sorted({r.get("refine", "?") for r in done}), "mean": table}
+               "refine": sorted({r.get("refine", "?") for r in done}), "mean": table,
+               "now_mean_per_image": per_image, "ratio_intervals": intervals}
     write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(f"\n{n} held-out images; (c): {args.steps} steps; (b): {'; '.join(summary['refine'])}; means (mm unless said)")
     print("| stage | posed | NoW median | NoW mean | landmarks | normals (deg) | neutral chamfer | s/image |")
@@ -342,6 +376,13 @@ def main() -> int:
         v = table[s]
         print(f"| {s} | {v['posed_chamfer_mm']:.2f} | {v['posed_nc']:.3f} | {v['posed_f2.5']:.3f} | "
               f"{v['neutral_chamfer_mm']:.2f} | {v['neutral_nc']:.3f} | {v['neutral_f2.5']:.3f} |")
+    if intervals:
+        print(f"\nRatios of the NoW means, with 95 % bootstrap intervals over the {n} images (a fresh draw of as many "
+              "images could land anywhere in them):")
+        for key, v in intervals.items():
+            cut = f" (a cut of {100 * (1 - v['value']):.1f} %, interval {100 * (1 - v['high']):.1f} to "\
+                  f"{100 * (1 - v['low']):.1f} %)" if key == "b/a" else ""
+            print(f"  {key}: {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]{cut}")
     from nphmkit._optional import available
 
     if available("matplotlib"):

@@ -265,8 +265,18 @@ def reference(summary: list[dict], maps: str, with_regressor: bool) -> None:
     cut = quality.get("ratios", {}).get("refinement_cut_of_feed_forward_now_mean")
     target = quality.get("targets", {}).get("refinement_cut_of_feed_forward_now_mean")
     if cut is not None and target is not None:
+        span = ""
+        if "interval_95" in target:  # where a fresh draw of as many held-out images could put the cut
+            low, high = target["interval_95"]
+            span = f"; 95 % interval over the images {100 * low:.0f} to {100 * high:.0f} %"
         print(f"There the refinement cuts (a) by {100 * cut:.1f} % (target {target['op']} {100 * target['value']:g} %: "
-              f"{'met' if target['met'] else 'NOT met'}); (b) is {quality['ratios']['predicted_to_exact_now_mean']:.2f}x (c).")
+              f"{'met' if target['met'] else 'NOT met'}{span}); (b) is "
+              f"{quality['ratios']['predicted_to_exact_now_mean']:.2f}x (c).")
+    fresh = quality.get("refinement_cut_on_images_that_chose_nothing")
+    if fresh is not None:  # the first held-out images also chose REFINE's settings
+        low, high = fresh["interval_95"]
+        print(f"On held-out images {fresh['images']}, which chose none of the refinement's settings, the cut is "
+              f"{100 * fresh['value']:.1f} % (95 % interval {100 * low:.0f} to {100 * high:.0f} %).")
 
 
 def real_photo(out: Path, args) -> int:

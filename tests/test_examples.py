@@ -45,7 +45,10 @@ def test_demo_writes_every_output(tmp_path):
     for figures in stages.values():
         assert 0 < figures["now_mean_mm"] < 20 and 0 < figures["posed_mm"] < 50, stages
     assert "(a) feed-forward" in stdout and "(c) refined from exact maps" in stdout
-    assert "20 held-out images" in stdout and "refinement cuts (a) by" in stdout  # the stored figures and the target
+    # the stored figures, the target, the interval over the images, and the cut on the images that chose nothing
+    stored = json.loads((ROOT / "nphmkit" / "assets" / "small_regressor" / "quality.json").read_text())
+    assert f"{stored['heldout']['images']} held-out images" in stdout and "refinement cuts (a) by" in stdout
+    assert "95 % interval over the images" in stdout and "which chose none of the refinement's settings" in stdout
     from nphmkit.data.image_io import read_image
 
     picture = read_image(tmp_path / "01_side_by_side.png")
@@ -74,10 +77,10 @@ def test_synthetic_gallery_writes_its_picture(tmp_path):
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _example(name: str):
+def _example(name: str, folder: str = "examples"):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -96,8 +99,47 @@ def test_regressor_report_states_the_ratios_and_targets():
     assert set(q["targets"]) == set(q["ratios"])
     assert not q["targets"]["refinement_cut_of_feed_forward_now_mean"]["met"]  # 25 % < 30 %
     assert q["heldout"]["data"] == "out/heldout20" and "--images 20" in q["report_command"]  # no machine paths
+    assert all("interval_95" not in t for t in q["targets"].values())  # a summary without intervals gets none
     stages["b_refined_predicted"]["now_mean_mm"] = 0.7  # 1.75x (c): over 1.5x
     assert not script.quality_figures(summary)["targets"]["predicted_to_exact_now_mean"]["met"]
+
+
+def test_regressor_report_carries_the_benchmarks_intervals():
+    """bench_reconstruction.py's bootstrap intervals over the images reach quality.json's targets, the cut's turned
+    into cut percentages, with ``decided`` false where the interval straddles the target."""
+    script, bench = _example("train_small_regressor"), _example("bench_reconstruction", folder="benchmarks")
+    per_image = {"a_feed_forward": [0.8, 0.6, 0.7, 0.9, 0.5, 0.75], "b_refined_predicted": [0.5, 0.5, 0.45, 0.7, 0.4, 0.5],
+                 "c_refined_exact": [0.3, 0.32, 0.31, 0.33, 0.29, 0.3], "e_refine_exact": [0.3, 0.3, 0.3, 0.3, 0.3, 0.3]}
+    intervals = bench.ratio_intervals(per_image)
+    assert set(intervals) == {"b/a", "a/c", "b/c", "a/e", "b/e"}
+    stages = {k: {"now_mean_mm": sum(v) / len(v)} for k, v in per_image.items()}
+    summary = {"images": 6, "steps": 100, "data": "out/heldout20", "mean": stages, "ratio_intervals": intervals}
+    t = script.quality_figures(summary)["targets"]
+    cut, b_a = t["refinement_cut_of_feed_forward_now_mean"], intervals["b/a"]
+    assert cut["interval_95"] == [1 - b_a["high"], 1 - b_a["low"]]
+    assert cut["interval_95"][0] < cut["interval_95"][1]
+    # per-image cuts run from 17 % to 38 % (28 % overall), so 30 % lies inside: not decided; (a) / (c) is about 2.3x, far below 3x
+    assert cut["interval_95"][0] < 0.30 < cut["interval_95"][1] and not cut["decided"]
+    a_c = t["feed_forward_to_exact_now_mean"]
+    assert a_c["met"] and a_c["decided"] and a_c["interval_95"][1] < 3.0
+    assert script.quality_figures(summary, "abce")["report_command"].endswith("--images 6 --stages abce")
+    assert "refinement_cut_on_images_that_chose_nothing" not in script.quality_figures(summary)  # only 6 images
+
+
+def test_regressor_report_gives_the_cut_on_images_that_chose_nothing():
+    """Held-out images 0-19 also chose REFINE's settings: the report states the cut on images 20 on by itself."""
+    script, bench = _example("train_small_regressor"), _example("bench_reconstruction", folder="benchmarks")
+    a = [1.0] * 25
+    b = [0.6] * 20 + [0.8, 0.9, 0.8, 0.85, 0.75]  # 40 % on the images that chose, 18 % on the rest
+    per_image = {"a_feed_forward": a, "b_refined_predicted": b, "c_refined_exact": [0.5] * 25}
+    summary = {"images": 25, "steps": 100, "data": "out/heldout100", "now_mean_per_image": per_image,
+               "mean": {k: {"now_mean_mm": sum(v) / len(v)} for k, v in per_image.items()},
+               "ratio_intervals": bench.ratio_intervals(per_image)}
+    q = script.quality_figures(summary)
+    fresh = q["refinement_cut_on_images_that_chose_nothing"]
+    assert fresh["images"] == "20-24" and abs(fresh["value"] - 0.18) < 1e-12
+    assert fresh["interval_95"][0] <= 0.18 <= fresh["interval_95"][1] < 0.30
+    assert q["ratios"]["refinement_cut_of_feed_forward_now_mean"] > 0.30  # all 25 images: 35.6 %, met
 
 
 def test_regressor_ship_replaces_the_weight_folder_whole(tmp_path, monkeypatch):
@@ -139,9 +181,9 @@ def test_predictor_fit_check_replaces_only_its_part_of_quality_json(tmp_path, mo
     monkeypatch.setattr(nphmkit.pretrained, "load_small_predictor", lambda: "net")
     calls = []
 
-    def fake_fit(model, net, item):  # exact 1 mm, predicted 2 mm: a ratio of 2
+    def fake_fit(model, net, item):  # exact 1 mm, predicted 2.5 and 1.5 mm in turn: a ratio of 2
         calls.append(item)
-        return {"surface_mm_exact": 1.0, "surface_mm_predicted": 2.0}
+        return {"surface_mm_exact": 1.0, "surface_mm_predicted": 2.5 if len(calls) % 2 else 1.5}
 
     monkeypatch.setattr(script, "_fit_both", fake_fit)
     held = tmp_path / "held"
@@ -158,7 +200,9 @@ def test_predictor_fit_check_replaces_only_its_part_of_quality_json(tmp_path, mo
     assert quality["heldout"] == {"seed": 11} and "old" not in check  # the rest kept, the check replaced
     assert [(r["source"], r["image"]) for r in check["images"]][-2:] == [("heldout", 0), ("heldout", 1)]
     assert len(calls) == len(check["images"]) and check["ratio_predicted_to_exact"] == 2.0
-    assert "NOT met (2.00x)" in check["target"]
+    assert "NOT met (2.00x; 95 % interval over the images 1.50x to 2.50x" in check["target"]
+    assert check["ratio_interval_95"] == [1.5, 2.5]  # 4 images: a draw of only the 1.5 mm ones has 6 % odds
+    assert "the draw of images could flip it" in check["target"]  # the interval reaches the 1.5x target
 
 
 def test_regressor_report_refuses_a_held_out_set_too_small(tmp_path, monkeypatch):
@@ -177,3 +221,16 @@ def test_regressor_report_refuses_a_held_out_set_too_small(tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="--report-images: expected at most the 3 images"):
         script.report(args)
     assert not (shipped / "quality.json").exists()  # refused before anything ran or was written
+
+
+def test_benchmark_adds_only_the_stages_a_cached_image_lacks():
+    """bench_reconstruction.py runs on a cached image only the asked-for stages it lacks: never (a) again (its start
+    is recomputed, not stored twice), and no (e) without a regressor."""
+    bench = _example("bench_reconstruction", folder="benchmarks")
+    row = {"stages": {"a_feed_forward": {}, "b_refined_predicted": {}}}
+    assert bench.missing_stages(row, "abce", regressor=True) == "ce"
+    assert bench.missing_stages(row, "abcde", regressor=False) == "cd"
+    assert bench.missing_stages(row, "ab", regressor=True) == ""
+    full = {"stages": {k: {} for k in bench.STAGES}}
+    assert bench.missing_stages(full, "abcde", regressor=True) == ""
+    assert bench.missing_stages({"stages": {"b_refined_predicted": {}}}, "abc", regressor=False) == "c"

@@ -45,8 +45,9 @@ tracing, and a Cauchy penalty on the map terms, the normals' at a scale of 0.05 
 normals are off by 2 degrees in most pixels and by tens in a few, and the Cauchy penalty lets the few pull less
 than the Huber penalty does. Chosen by ``benchmarks/bench_refine_variants.py`` on held-out synthetic images and
 checked on validation renders that chose nothing. With the shipped models it cuts the feed-forward NoW error by
-27.5 % on 20 held-out images (22 % with the Huber penalty, an anchor of 0.1 and the silhouette term; 49 % against
-the exact maps) in ~18-20 s per image (the default refinement from the same start made it 77 % worse;
+27.5 % on the 20 held-out images it was chosen on (22 % with the Huber penalty, an anchor of 0.1 and the silhouette
+term), by 20.9 % on 100 held-out images and by 19.5 % on the 80 of them that chose nothing; against the exact maps,
+by 44 % on the 100. It takes ~14-20 s per image (the default refinement from the same start made it 77 % worse;
 benchmarks/RESULTS.md, "Reconstruction, stage by stage")."""
 
 
