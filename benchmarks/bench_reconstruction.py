@@ -205,9 +205,12 @@ def redo_b(i: int, item: dict, row: dict, model, predictor, regressor, steps: in
 
 
 def missing_stages(row: dict, stages: str, regressor: bool) -> str:
-    """The letters of ``stages`` a cached row lacks and can still get: (a) and (e) need a regressor, and (a) is only
-    ever run with the row's other stages (a cached row without it was made without a regressor)."""
+    """The letters of ``stages`` a cached row lacks and can still get: none where the row was made with a regressor
+    and this run has none, or the other way round (its stages started elsewhere; a row has (a) exactly when it was
+    made with one); (e) only with a regressor; never (a) alone."""
     have = {key[0] for key in row["stages"]}
+    if ("a" in have) != regressor:
+        return ""
     return "".join(c for c in stages if c not in have and c != "a" and (regressor or c != "e"))
 
 

@@ -169,6 +169,9 @@ def report(args) -> None:
 
     if not (SMALL_REGRESSOR / "weights.safetensors").is_file():
         raise SystemExit(f"report: no regressor in {SMALL_REGRESSOR}; run the ship stage first")
+    if not set("abc") <= set(args.report_stages) <= set("abcde"):
+        raise SystemExit(f"--report-stages: expected a subset of 'abcde' holding a, b and c (the targets' stages), got "
+                         f"{args.report_stages!r}")
     have = _count(args.heldout, args.report_images)  # a missing folder is rendered by the benchmark
     if have < args.report_images:
         raise SystemExit(f"--report-images: expected at most the {have} images of {args.heldout}, got "

@@ -217,20 +217,27 @@ def test_regressor_report_refuses_a_held_out_set_too_small(tmp_path, monkeypatch
     (shipped / "weights.safetensors").write_bytes(b"weights")
     monkeypatch.setattr(nphmkit.pretrained, "SMALL_REGRESSOR", shipped)
     write_dataset(tmp_path / "held", 3, SynthConfig(image_size=32, seed=11), progress=False)
-    args = argparse.Namespace(heldout=tmp_path / "held", report_images=5)
+    args = argparse.Namespace(heldout=tmp_path / "held", report_images=5, report_stages="abcde")
     with pytest.raises(SystemExit, match="--report-images: expected at most the 3 images"):
+        script.report(args)
+    args.report_images, args.report_stages = 3, "abe"
+    with pytest.raises(SystemExit, match="--report-stages: expected a subset of 'abcde' holding a, b and c.*'abe'"):
         script.report(args)
     assert not (shipped / "quality.json").exists()  # refused before anything ran or was written
 
 
 def test_benchmark_adds_only_the_stages_a_cached_image_lacks():
     """bench_reconstruction.py runs on a cached image only the asked-for stages it lacks: never (a) again (its start
-    is recomputed, not stored twice), and no (e) without a regressor."""
+    is recomputed, not stored twice), no (e) without a regressor, and none started from another kind of start than
+    the row's stages had."""
     bench = _example("bench_reconstruction", folder="benchmarks")
     row = {"stages": {"a_feed_forward": {}, "b_refined_predicted": {}}}
     assert bench.missing_stages(row, "abce", regressor=True) == "ce"
-    assert bench.missing_stages(row, "abcde", regressor=False) == "cd"
+    assert bench.missing_stages(row, "abcde", regressor=False) == ""  # (b) started from a regressor's codes
     assert bench.missing_stages(row, "ab", regressor=True) == ""
     full = {"stages": {k: {} for k in bench.STAGES}}
     assert bench.missing_stages(full, "abcde", regressor=True) == ""
     assert bench.missing_stages({"stages": {"b_refined_predicted": {}}}, "abc", regressor=False) == "c"
+    # a row made without a regressor (its (b) from PnP) gets no stage started from one, and the other way round
+    assert bench.missing_stages({"stages": {"b_refined_predicted": {}}}, "abce", regressor=True) == ""
+    assert bench.missing_stages({"stages": {"b_refined_predicted": {}}}, "abce", regressor=False) == "c"
