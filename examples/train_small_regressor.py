@@ -113,6 +113,11 @@ def _relative(path: str) -> str:
         return str(path)
 
 
+def _meets(key: str, value: float) -> bool:
+    """Whether ``value`` meets the target ``TARGETS[key]`` (the cut from above, the ratios from below)."""
+    return value >= TARGETS[key] if key.startswith("refinement_cut") else value <= TARGETS[key]
+
+
 def quality_figures(summary: dict, stages: str = "abcde") -> dict:
     """The report's part of ``quality.json`` from ``bench_reconstruction.py``'s ``summary.json``: the stage means,
     the ratios of issue 17 and whether each target is met."""
@@ -127,15 +132,13 @@ def quality_figures(summary: dict, stages: str = "abcde") -> dict:
         ratios.update(feed_forward_to_exact_same_refinement_now_mean=a / e,
                       predicted_to_exact_same_refinement_now_mean=b / e)
     ratios["refinement_cut_of_feed_forward_now_mean"] = 1 - b / a
-    met = {k: (v >= TARGETS[k]) if k.startswith("refinement_cut") else (v <= TARGETS[k]) for k, v in ratios.items()}
-    targets = {k: {"op": ">=" if k.startswith("refinement_cut") else "<=", "value": TARGETS[k], "met": met[k]}
-               for k in ratios}
+    targets = {k: {"op": ">=" if k.startswith("refinement_cut") else "<=", "value": TARGETS[k], "met": _meets(k, v)}
+               for k, v in ratios.items()}
     for k, key in INTERVAL_KEYS.items():  # the benchmark's bootstrap intervals over the images, where it gave them
         v = summary.get("ratio_intervals", {}).get(key)
         if k in targets and v is not None:
             low, high = (1 - v["high"], 1 - v["low"]) if k.startswith("refinement_cut") else (v["low"], v["high"])
-            side = [(x >= TARGETS[k]) if k.startswith("refinement_cut") else (x <= TARGETS[k]) for x in (low, high)]
-            targets[k].update(interval_95=[low, high], decided=side[0] == side[1])
+            targets[k].update(interval_95=[low, high], decided=_meets(k, low) == _meets(k, high))
     per_image = summary.get("now_mean_per_image", {})
     fresh = {}
     if len(per_image.get("a_feed_forward", [])) >= CHOSE_ON + 2 and "b_refined_predicted" in per_image:
