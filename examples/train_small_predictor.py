@@ -143,17 +143,10 @@ def _map_figures(net, held, label: str) -> dict:
             "mask_iou": inter / union, "images": len(held)}
 
 
-def _relative(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (quality.json names no machine's folders)."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _fit_check(net, held, n_fits: int) -> dict:
     """Issue 16's fitting check, ``quality.json``'s ``fit_from_predicted_maps``: ``fit_image`` of the small NPHM
     from the exact maps and from ``net``'s maps, on the demo images and the first ``n_fits`` of ``held``."""
+    from nphmkit._io import relative_path
     from nphmkit.data.dataset import ImageDataset
     from nphmkit.pretrained import ASSETS, load_small_nphm
 
@@ -168,7 +161,7 @@ def _fit_check(net, held, n_fits: int) -> dict:
                   f"{row['surface_mm_predicted']:.2f} mm from predicted maps"
                   + (f" ({row['surface_mm_predicted_unweighted']:.2f} mm without the confidence)"
                      if "surface_mm_predicted_unweighted" in row else ""), flush=True)
-    return fit_summary(fits, _relative(held.folder))
+    return fit_summary(fits, relative_path(held.folder, ROOT))
 
 
 def fit_summary(fits: list[dict], heldout_data: str) -> dict:

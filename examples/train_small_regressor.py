@@ -12,10 +12,12 @@ Stages (each resumable; data and runs live under out/, only the weight folder is
    over it), with a ``quality.json`` holding how it was trained;
 4. report: ``benchmarks/bench_reconstruction.py`` with the shipped weights on the first ``--report-images``
    held-out images (seed 11; default 100, the figures held against the targets; images 0-19 also served to
-   choose ``REFINE``'s settings, images 20-99 chose nothing): (a) feed-forward, (b) refined from predicted maps
-   (the pipeline's ``REFINE``), (c) refined from exact maps, (d) fit_points (``--report-stages abce`` skips it),
-   (e) ``REFINE`` from exact maps. Their means, the ratios and the targets (each with its 95 % bootstrap interval over the
-   images) go into ``quality.json`` (written atomically, keeping the training facts of step 3).
+   choose ``REFINE``'s settings, images 20-99 chose nothing, and the report gives their cut on its own; it reads
+   the seed from the folder's ``index.json`` and gives no such split for another set): (a) feed-forward, (b)
+   refined from predicted maps (the pipeline's ``REFINE``), (c) refined from exact maps, (d) fit_points
+   (``--report-stages abce`` skips it), (e) ``REFINE`` from exact maps. Their means, the ratios and the targets
+   (each with its 95 % bootstrap interval over the images) go into ``quality.json`` (written atomically, keeping
+   the training facts of step 3).
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ TARGETS = {"feed_forward_to_exact_now_mean": 3.0, "predicted_to_exact_now_mean":
 ``same_refinement`` ratios hold (a) and (b) against (e), the same refinement (``REFINE``, same steps) on the exact
 maps, where (c) is ``fit_image``'s default 100 steps."""
 
-CHOSE_ON = 20
-"""Held-out images 0 to CHOSE_ON - 1 also served to choose ``REFINE``'s settings; the report gives the cut on the
-images after them on its own."""
+CHOSE_ON, CHOSE_SEED = 20, 11
+"""Held-out images 0 to CHOSE_ON - 1 of the set rendered with seed CHOSE_SEED (the report's default set) also served
+to choose ``REFINE``'s settings; on that set the report gives the cut on the images after them on its own."""
 
 INTERVAL_KEYS = {"feed_forward_to_exact_now_mean": "a/c", "predicted_to_exact_now_mean": "b/c",
                  "feed_forward_to_exact_same_refinement_now_mean": "a/e",
@@ -105,22 +107,27 @@ def ship(args) -> None:
     print(f"ship: {run} -> {SMALL_REGRESSOR}", flush=True)
 
 
-def _relative(path: str) -> str:
-    """``path`` relative to the repository when it lies inside it (quality.json names no machine's folders)."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _meets(key: str, value: float) -> bool:
     """Whether ``value`` meets the target ``TARGETS[key]`` (the cut from above, the ratios from below)."""
     return value >= TARGETS[key] if key.startswith("refinement_cut") else value <= TARGETS[key]
 
 
+def heldout_seed(data: str | Path) -> int | None:
+    """The seed a synthetic dataset folder was rendered with (its ``index.json``), or None where it names none.
+    A relative ``data`` is looked for from the working folder, then from the repository."""
+    for folder in (Path(data), ROOT / data):
+        try:
+            seed = json.loads((folder / "index.json").read_text())["config"]["seed"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return int(seed) if isinstance(seed, int) else None
+    return None
+
+
 def quality_figures(summary: dict, stages: str = "abcde") -> dict:
     """The report's part of ``quality.json`` from ``bench_reconstruction.py``'s ``summary.json``: the stage means,
     the ratios of issue 17 and whether each target is met."""
+    from nphmkit._io import relative_path
     from nphmkit.eval import ratio_interval
     from nphmkit.pipeline.pix2nphm import REFINE
 
@@ -140,15 +147,16 @@ def quality_figures(summary: dict, stages: str = "abcde") -> dict:
             low, high = (1 - v["high"], 1 - v["low"]) if k.startswith("refinement_cut") else (v["low"], v["high"])
             targets[k].update(interval_95=[low, high], decided=_meets(k, low) == _meets(k, high))
     per_image = summary.get("now_mean_per_image", {})
+    seed = heldout_seed(summary["data"])
     fresh = {}
-    if len(per_image.get("a_feed_forward", [])) >= CHOSE_ON + 2 and "b_refined_predicted" in per_image:
+    if seed == CHOSE_SEED and len(per_image.get("a_feed_forward", [])) >= CHOSE_ON + 2 and "b_refined_predicted" in per_image:
         r = ratio_interval(per_image["b_refined_predicted"][CHOSE_ON:], per_image["a_feed_forward"][CHOSE_ON:])
         fresh = {"refinement_cut_on_images_that_chose_nothing": {
             "images": f"{CHOSE_ON}-{r.images + CHOSE_ON - 1}", "value": 1 - r.value, "interval_95": [1 - r.high, 1 - r.low],
-            "why": f"images 0-{CHOSE_ON - 1} also served to choose REFINE's settings (benchmarks/RESULTS.md); these chose "
-                   "nothing"}}
+            "why": f"images 0-{CHOSE_ON - 1} of the seed-{CHOSE_SEED} held-out set also served to choose REFINE's "
+                   "settings (benchmarks/RESULTS.md); these chose nothing"}}
     return {
-        "heldout": {"images": summary["images"], "seed": 11, "data": _relative(summary["data"]),
+        "heldout": {"images": summary["images"], "seed": seed, "data": relative_path(summary["data"], ROOT),
                     "refinement": f"stage b: the pipeline's REFINE ({REFINE.steps} steps, codes only, anchor "
                                   f"{REFINE.anchor:g}, lr {REFINE.lr_codes:g}, {REFINE.robust} penalty) against the "
                                   "shipped predictor's maps weighted by its confidence; stage c: "
@@ -158,7 +166,7 @@ def quality_figures(summary: dict, stages: str = "abcde") -> dict:
         "ratios": ratios,
         "targets": targets,
         **fresh,
-        "report_command": f"python benchmarks/bench_reconstruction.py --data {_relative(summary['data'])} "
+        "report_command": f"python benchmarks/bench_reconstruction.py --data {relative_path(summary['data'], ROOT)} "
                           f"--images {summary['images']}" + (f" --stages {stages}" if stages != "abcde" else ""),
         "how": "benchmarks/bench_reconstruction.py: NoW = landmark similarity + rigid ICP of the reconstruction to the "
                "ground-truth face region (100 mm around the nose tip), scan-to-mesh mm; posed = mean distance of "

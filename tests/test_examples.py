@@ -126,20 +126,34 @@ def test_regressor_report_carries_the_benchmarks_intervals():
     assert "refinement_cut_on_images_that_chose_nothing" not in script.quality_figures(summary)  # only 6 images
 
 
-def test_regressor_report_gives_the_cut_on_images_that_chose_nothing():
-    """Held-out images 0-19 also chose REFINE's settings: the report states the cut on images 20 on by itself."""
+def _held_out_folder(folder, seed):
+    folder.mkdir(parents=True)
+    (folder / "index.json").write_text(json.dumps({"config": {"image_size": 128, "seed": seed}, "images": 25}))
+    return folder
+
+
+def test_regressor_report_gives_the_cut_on_images_that_chose_nothing(tmp_path):
+    """Held-out images 0-19 of the seed-11 set also chose REFINE's settings: the report states the cut on images 20 on
+    by itself, and only for that set (of another seed's renders none chose anything)."""
     script, bench = _example("train_small_regressor"), _example("bench_reconstruction", folder="benchmarks")
     a = [1.0] * 25
     b = [0.6] * 20 + [0.8, 0.9, 0.8, 0.85, 0.75]  # 40 % on the images that chose, 18 % on the rest
     per_image = {"a_feed_forward": a, "b_refined_predicted": b, "c_refined_exact": [0.5] * 25}
-    summary = {"images": 25, "steps": 100, "data": "out/heldout100", "now_mean_per_image": per_image,
-               "mean": {k: {"now_mean_mm": sum(v) / len(v)} for k, v in per_image.items()},
+    summary = {"images": 25, "steps": 100, "data": str(_held_out_folder(tmp_path / "seed11", 11)),
+               "now_mean_per_image": per_image, "mean": {k: {"now_mean_mm": sum(v) / len(v)} for k, v in per_image.items()},
                "ratio_intervals": bench.ratio_intervals(per_image)}
     q = script.quality_figures(summary)
+    assert q["heldout"]["seed"] == 11  # read from the folder's index.json
     fresh = q["refinement_cut_on_images_that_chose_nothing"]
     assert fresh["images"] == "20-24" and abs(fresh["value"] - 0.18) < 1e-12
     assert fresh["interval_95"][0] <= 0.18 <= fresh["interval_95"][1] < 0.30
     assert q["ratios"]["refinement_cut_of_feed_forward_now_mean"] > 0.30  # all 25 images: 35.6 %, met
+    summary["data"] = str(_held_out_folder(tmp_path / "seed23", 23))
+    q = script.quality_figures(summary)
+    assert q["heldout"]["seed"] == 23 and "refinement_cut_on_images_that_chose_nothing" not in q
+    summary["data"] = str(tmp_path / "no_index")  # a folder that names no seed: none is claimed
+    q = script.quality_figures(summary)
+    assert q["heldout"]["seed"] is None and "refinement_cut_on_images_that_chose_nothing" not in q
 
 
 def test_regressor_ship_replaces_the_weight_folder_whole(tmp_path, monkeypatch):
